@@ -1,0 +1,1 @@
+# Runs first on the board, before main.py. The host needs nothing here.

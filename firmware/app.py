@@ -1,0 +1,95 @@
+# Start-up: read the data folder, build the hub and the server, run forever.
+import asyncio
+import gc
+import sys
+
+from firmware import board, store
+from firmware.hub import VERSION, Hub
+from firmware.log import log
+from firmware.server import Server
+from firmware.switches import Switches
+
+ACCESS_MAX = 65536
+HOUSEKEEPING_S = 60
+# Needed at start-up only: their code leaves the heap once the data is read.
+STARTUP_ONLY = ("config", "access")
+
+
+def load_access(access, path):
+    # Serve what parses: a bad entry is logged and skipped, never fatal.
+    obj, source = store.read_json(path, ACCESS_MAX)
+    if source == "previous":
+        log("warning: %s unreadable, using its previous copy" % path)
+    if obj is None:
+        log("no valid %s: no logins possible until access data arrives" % path)
+        return access.Access()
+    try:
+        data, problems = access.parse(obj)
+    except access.AccessError as e:
+        log("access.json refused: %s" % e)
+        return access.Access()
+    for p in problems:
+        log("access.json: %s" % p)
+    return data
+
+
+def load(folder):
+    # (config, access data), or None when the configuration is unusable.
+    from firmware import access, config
+
+    try:
+        return config.load(folder + "/config.json"), load_access(access, folder + "/access.json")
+    except config.ConfigError as e:
+        log(str(e))
+        return None
+    finally:
+        forget(STARTUP_ONLY)
+
+
+def forget(names):
+    import firmware
+
+    for name in names:
+        sys.modules.pop("firmware." + name, None)
+        if hasattr(firmware, name):
+            delattr(firmware, name)
+    gc.collect()
+
+
+def data_dir(argv):
+    if "--data" in argv:
+        i = argv.index("--data")
+        if i + 1 < len(argv):
+            return argv[i + 1].rstrip("/")
+    return "data"
+
+
+async def housekeeping():
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_S)
+        board.uptime_s()  # keeps the uptime counter ahead of tick wrap-around
+        gc.collect()
+
+
+async def serve(cfg, data, folder):
+    switches = Switches(folder + "/switches.json", log)
+    hub = Hub(cfg, data, switches, log)
+    server = Server(cfg, hub, log)
+    server.load_tls(data.certs)
+    await server.start()
+    log("peer %s (serial %s) version %s ready" % (cfg["hub"], cfg["serial"], VERSION))
+    await housekeeping()
+
+
+def main(argv):
+    folder = data_dir(argv)
+    # Loading the modules left garbage behind; the access data needs
+    # contiguous blocks of a small heap.
+    gc.collect()
+    loaded = load(folder)
+    if loaded is None:
+        sys.exit(2)
+    try:
+        asyncio.run(serve(loaded[0], loaded[1], folder))
+    except KeyboardInterrupt:
+        log("stopped")

@@ -1,0 +1,72 @@
+# Everything that differs between an ESP32 and the host. No other firmware
+# module imports machine, network or esp32.
+import gc
+import sys
+import time
+
+from firmware.ticks import ticks_diff, ticks_ms
+
+try:
+    import machine
+except ImportError:  # the unix port has no machine.reset / unique_id
+    machine = None
+
+_uptime_ms = 0
+_last_tick = ticks_ms()
+
+
+def uptime_s():
+    # ticks wrap after days on the board: accumulate the differences, and
+    # the server's housekeeping calls this often enough never to miss one.
+    global _uptime_ms, _last_tick
+    now = ticks_ms()
+    _uptime_ms += ticks_diff(now, _last_tick)
+    _last_tick = now
+    return _uptime_ms // 1000
+
+
+# Native architectures in the order of sys.implementation._mpy's arch field.
+_ARCHS = ("none", "x86", "x86_64", "armv6", "armv6m", "armv7m", "armv7em",
+          "armv7emsp", "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
+
+
+def architecture():
+    arch = getattr(sys.implementation, "_mpy", 0) >> 10
+    return _ARCHS[arch] if arch < len(_ARCHS) else "unknown"
+
+
+def hardware():
+    # The board names its chip here ("... with ESP32-S3"); a PC is the unix port.
+    if sys.platform in ("linux", "darwin"):
+        return "unix port"
+    return getattr(sys.implementation, "_machine", sys.platform)
+
+
+def kernel():
+    v = sys.implementation.version
+    return "MicroPython %d.%d.%d" % (v[0], v[1], v[2])
+
+
+def localtime():
+    t = time.gmtime()
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % t[:6]
+
+
+def heap():
+    return gc.mem_alloc(), gc.mem_free()
+
+
+def reset():
+    if machine is not None and hasattr(machine, "reset"):
+        machine.reset()
+    sys.exit(1)
+
+
+def peer(addr):
+    # ESP32 sockets give ("ip", port); the unix port gives a raw sockaddr.
+    if isinstance(addr, tuple):
+        return addr[0], addr[1]
+    import socket
+
+    family, ip, port = socket.sockaddr(addr)
+    return socket.inet_ntop(family, ip), port

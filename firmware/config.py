@@ -1,0 +1,70 @@
+# config.json: written by people or tools, read once at start-up. Unknown
+# keys are ignored; a missing or invalid key stops start-up naming the key.
+import json
+import os
+
+# Limits sized for an ESP32 without PSRAM (see README, "Limits").
+DEFAULTS = {
+    "host": "0.0.0.0",
+    "wss_port": 17000,
+    "ws_port": 17001,
+    "model": "ezlo-peer",
+    "max_connections": 3,
+    "handshake_timeout": 10,
+    "login_timeout": 30,
+    "write_timeout": 10,
+    "max_message": 8192,
+    "ping_interval": 20,
+    "idle_timeout": 60,
+    "max_failed_logins": 5,
+    "login_delay_ms": 250,
+    "login_delay_max_ms": 4000,
+    "max_tokens_per_user": 16,
+}
+
+CONFIG_MAX = 8192
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _check(cfg, key, kind):
+    value = cfg.get(key)
+    if kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    else:
+        ok = isinstance(value, str) and 0 < len(value) <= 64
+    if not ok:
+        what = "a positive integer" if kind is int else "a non-empty string"
+        raise ConfigError("config.json: '%s' must be %s" % (key, what))
+
+
+def parse(text):
+    try:
+        given = json.loads(text)
+    except ValueError:
+        raise ConfigError("config.json: not valid JSON")
+    if not isinstance(given, dict):
+        raise ConfigError("config.json: must hold a JSON object")
+    for key in ("hub", "serial"):
+        if key not in given:
+            raise ConfigError("config.json: required key '%s' is missing" % key)
+    cfg = dict(DEFAULTS)
+    cfg.update(given)
+    for key in ("hub", "serial"):
+        _check(cfg, key, str)
+    for key, default in DEFAULTS.items():
+        _check(cfg, key, type(default))
+    return cfg
+
+
+def load(path):
+    try:
+        size = os.stat(path)[6]
+        if size > CONFIG_MAX:
+            raise ConfigError("config.json: larger than %d bytes" % CONFIG_MAX)
+        with open(path) as f:
+            return parse(f.read())
+    except OSError:
+        raise ConfigError("config.json: cannot read %s" % path)

@@ -1,0 +1,85 @@
+# JSON-RPC envelope as Ezlo clients expect it: id and method echoed,
+# "error": null on success, {code, message, data} with "result": null on error.
+import json
+
+PARSE_ERROR = -32700
+BAD_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+WRONG_PARAMS = -32602
+SERVER_ERROR = -32500
+
+
+class RpcError(Exception):
+    def __init__(self, code, message, data):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+def not_found():
+    return RpcError(BAD_REQUEST, "Bad request", "rpc.params.notfound")
+
+
+def invalid():
+    return RpcError(WRONG_PARAMS, "Wrong params", "rpc.params.invalid")
+
+
+def parse(data):
+    # Returns (id, method, params); RequestError carries what to echo back.
+    try:
+        req = json.loads(data)
+    except Exception:  # ValueError, or MemoryError on absurd nesting
+        raise RequestError(None, None, RpcError(PARSE_ERROR, "Parse error", "rpc.parse.error"))
+    if not isinstance(req, dict):
+        raise RequestError(None, None, RpcError(BAD_REQUEST, "Bad request", "rpc.request.invalid"))
+    rid = req.get("id")
+    method = req.get("method")
+    if not isinstance(method, str):
+        raise RequestError(rid, None, RpcError(BAD_REQUEST, "Bad request", "rpc.request.invalid"))
+    params = req.get("params")
+    if params is None:
+        params = {}
+    elif not isinstance(params, dict):
+        raise RequestError(rid, method, invalid())
+    return rid, method, params
+
+
+class RequestError(Exception):
+    def __init__(self, rid, method, err):
+        super().__init__(err.message)
+        self.rid = rid
+        self.method = method
+        self.err = err
+
+
+def param(params, name, kind, max_len=0):
+    # Exact name first, then case-insensitive: the spec's tables and examples
+    # disagree on case ("user" vs "User").
+    if name in params:
+        value = params[name]
+    else:
+        lname = name.lower()
+        for key in params:
+            if key.lower() == lname:
+                value = params[key]
+                break
+        else:
+            raise not_found()
+    # bool is an int subclass on both targets: keep the two apart.
+    if kind is bool and value is not True and value is not False:
+        raise invalid()
+    if kind is not bool and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise invalid()
+    if max_len and len(value) > max_len:
+        raise invalid()
+    return value
+
+
+def result(rid, method, res):
+    return json.dumps({"id": rid, "method": method, "error": None, "result": res})
+
+
+def error(rid, method, err):
+    body = {"code": err.code, "message": err.message, "data": err.data}
+    return json.dumps({"id": rid, "method": method, "error": body, "result": None})

@@ -1,0 +1,100 @@
+# The listeners: WSS always (when a certificate loads), plain WS only while
+# insecure access is on. Refuses connections over the limit before any TLS.
+import asyncio
+
+from firmware.conn import Conn
+
+try:
+    import ssl
+except ImportError:  # a build without TLS serves plain WS only
+    ssl = None
+
+
+class Server:
+    def __init__(self, cfg, hub, log):
+        self.cfg = cfg
+        self.hub = hub
+        self.log = log
+        self.conns = []
+        self.listeners = {}  # "wss" / "ws" -> asyncio server
+        self.tls = None
+        hub.on_switch = self.on_switch
+        hub.conn_count = lambda: len(self.conns)
+
+    def load_tls(self, certs):
+        # The first certificate set that loads wins; None when none does.
+        for i, (cert, key, _parents) in enumerate(certs):
+            try:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(cert, key)
+            except (ValueError, OSError) as e:
+                self.log("access.json current[%d]: certificate or key does not load (%s)" % (i, e))
+                continue
+            self.tls = ctx
+            return
+        self.tls = None
+        if ssl is None:
+            self.log("this MicroPython has no ssl module: no WSS listener")
+        else:
+            self.log("no loadable certificate in access.json current[]: no WSS listener")
+
+    async def start(self):
+        if self.tls is not None:
+            await self._listen("wss")
+        if self.hub.switches.get("insecure"):
+            await self._listen("ws")
+
+    async def _listen(self, kind):
+        port = self.cfg["wss_port" if kind == "wss" else "ws_port"]
+        host = self.cfg["host"]
+
+        async def accept(reader, _writer):
+            await self._accept(reader, kind)
+
+        try:
+            srv = await asyncio.start_server(accept, host, port, self.cfg["max_connections"])
+        except OSError as e:
+            self.log("cannot listen for %s on %s:%d (%s)" % (kind, host, port, e))
+            return
+        self.listeners[kind] = srv
+        self.log("listening %s %s:%d" % (kind, host, port))
+
+    async def _accept(self, reader, kind):
+        raw = sock = reader.s
+        if len(self.conns) >= self.cfg["max_connections"]:
+            sock.close()
+            self.log("refused a %s connection: %d open" % (kind, len(self.conns)))
+            return
+        if kind == "wss":
+            try:
+                sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            except OSError as e:
+                sock.close()
+                self.log("TLS set-up failed (%s)" % e)
+                return
+        conn = Conn(self, raw, sock, reader.get_extra_info("peername"), kind == "wss")
+        conn.task = asyncio.current_task()
+        self.conns.append(conn)
+        self.log("%s connected" % conn.name)
+        await conn.run()
+
+    def forget(self, conn):
+        if conn in self.conns:
+            self.conns.remove(conn)
+
+    async def on_switch(self, name, on):
+        # Anonymous access is read on every request; insecure access moves
+        # the plain listener.
+        if name != "insecure":
+            return
+        if on and "ws" not in self.listeners:
+            await self._listen("ws")
+        elif not on and "ws" in self.listeners:
+            self.listeners.pop("ws").close()
+            self.log("stopped listening ws")
+            me = asyncio.current_task()
+            for conn in [c for c in self.conns if not c.secure]:
+                if conn.task is me:
+                    conn.close_after_reply("insecure access disabled")
+                else:
+                    conn.kick("insecure access disabled")

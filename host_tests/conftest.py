@@ -1,0 +1,23 @@
+import pytest
+
+from host_tests.peer import Peer
+
+
+@pytest.fixture
+def make_peer(tmp_path):
+    """Builds and starts peers in a temporary data folder; stops them after."""
+    made = []
+
+    def make(name="peer", start=True, **kw):
+        p = Peer(tmp_path / name, **kw)
+        made.append(p)
+        return p.start() if start else p
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+@pytest.fixture
+def peer(make_peer):
+    return make_peer()

@@ -1,0 +1,255 @@
+"""Limits and hostile input: every wait bounded, nobody blocks anybody."""
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+from wsproto.events import Message, Ping
+
+from host_tests.peer import MICROPYTHON, PEER_ROOT, Peer, RawClient, call, raw_tls
+
+
+def hung_up(sock, timeout):
+    """True when the peer closes `sock` within `timeout` seconds."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except (ConnectionResetError, OSError) as e:
+        return not isinstance(e, socket.timeout)
+
+
+def test_connections_over_the_limit_are_refused_before_tls(make_peer):
+    p = make_peer(max_connections=2)
+    with p.connect() as a, p.connect() as b:
+        extra = socket.create_connection(("127.0.0.1", p.cfg["wss_port"]), timeout=5)
+        start = time.monotonic()
+        assert hung_up(extra, 5)  # no TLS byte was needed to be refused
+        assert time.monotonic() - start < 2
+        p.wait_log("refused a wss connection: 2 open")
+        assert p.login(a)["error"] is None and p.login(b)["error"] is None
+    # slots are given back when clients leave
+    time.sleep(0.3)
+    with p.connect() as c:
+        assert p.login(c)["error"] is None
+
+
+def test_silent_client_is_dropped_after_the_handshake_timeout(make_peer):
+    p = make_peer(handshake_timeout=1)
+    sock = socket.create_connection(("127.0.0.1", p.cfg["wss_port"]))
+    start = time.monotonic()
+    assert hung_up(sock, 5)
+    assert 0.8 < time.monotonic() - start < 3
+
+
+def test_stalled_clients_do_not_delay_others(make_peer):
+    p = make_peer(handshake_timeout=5, max_connections=3)
+    # one stalls inside the TLS handshake, one after it, before the upgrade
+    half = socket.create_connection(("127.0.0.1", p.cfg["wss_port"]))
+    half.sendall(b"\x16\x03\x01\x00\xff\x01")  # the start of a ClientHello
+    tls_only = raw_tls(p.cfg["wss_port"])
+    tls_only.sendall(b"GET / HTTP/1.1\r\n")
+    start = time.monotonic()
+    with p.connect() as ws:
+        p.login(ws)
+        for _ in range(20):
+            assert call(ws, "hub.info.get")["error"] is None
+    assert time.monotonic() - start < 3
+    half.close()
+    tls_only.close()
+
+
+def test_login_timeout_closes_with_policy_violation(make_peer):
+    p = make_peer(login_timeout=1)
+    raw = RawClient(p.cfg["wss_port"]).handshake()
+    start = time.monotonic()
+    assert raw.close_code() == 1008
+    assert 0.8 < time.monotonic() - start < 3
+    # a logged-in client stays
+    with p.connect() as ws:
+        p.login(ws)
+        time.sleep(1.5)
+        assert call(ws, "hub.info.get")["error"] is None
+
+
+def test_server_pings_and_drops_a_silent_peer(make_peer):
+    p = make_peer(ping_interval=1, idle_timeout=3)
+    raw = RawClient(p.cfg["wss_port"]).handshake()
+    raw.request("hub.offline.login.ui", {"user": p.user[0], "token": p.user[1]})
+    start = time.monotonic()
+    pings = 0
+    code = None
+    # wsproto answers pings only when we send its replies: we stay silent
+    for ev in raw.events():
+        if isinstance(ev, Ping):
+            pings += 1
+        elif hasattr(ev, "code"):
+            code = ev.code
+            break
+    assert pings >= 2 and code == 1001
+    assert 2.5 < time.monotonic() - start < 5
+
+
+def test_pongs_keep_a_client_alive(make_peer):
+    p = make_peer(ping_interval=1, idle_timeout=2)
+    with p.connect() as ws:  # websockets answers pings by itself
+        p.login(ws)
+        time.sleep(4)
+        assert call(ws, "hub.info.get")["error"] is None
+
+
+def test_failed_logins_are_bounded_and_slowed(make_peer):
+    p = make_peer(max_failed_logins=3, login_delay_ms=200, login_delay_max_ms=800)
+    user = p.user[0]
+    raw = RawClient(p.cfg["wss_port"]).handshake()
+    times = []
+    for _ in range(3):
+        start = time.monotonic()
+        reply = raw.request("hub.offline.login.ui", {"user": user, "token": "wrong"})
+        times.append(time.monotonic() - start)
+        assert reply["error"]["data"] == "user.login.badpassword"
+    assert raw.close_code() == 1008
+    assert times[0] >= 0.18 and times[1] >= 0.38 and times[2] >= 0.75
+    # the address stays slowed on a new connection, until a login succeeds
+    with p.connect() as ws:
+        start = time.monotonic()
+        assert p.login(ws, user, "wrong")["error"]["data"] == "user.login.badpassword"
+        assert time.monotonic() - start >= 0.75
+        assert p.login(ws)["error"] is None
+
+
+def test_a_slow_login_does_not_block_another_client(make_peer):
+    p = make_peer(login_delay_ms=2000, login_delay_max_ms=2000)
+    raw = RawClient(p.cfg["wss_port"]).handshake()
+    raw.send(Message(data='{"id":1,"method":"hub.offline.login.ui","params":{"user":"u","token":"t"}}'))
+    time.sleep(0.2)
+    start = time.monotonic()
+    with p.connect() as ws:
+        assert call(ws, "hub.info.get")["error"] is None
+    assert time.monotonic() - start < 1.5
+
+
+def test_oversized_message_closes_with_1009(make_peer):
+    p = make_peer(max_message=1024)
+    with p.connect() as ws:
+        p.login(ws)
+        assert call(ws, "hub.info.get", {"pad": "x" * 900})["error"] is None
+    raw = RawClient(p.cfg["wss_port"]).handshake()
+    raw.send(Message(data='{"id":1,"method":"hub.info.get","params":{"pad":"%s"}}' % ("x" * 2000)))
+    assert raw.close_code() == 1009
+
+
+def frame(opcode, payload, fin=True, mask=True, rsv=0):
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    n = len(payload)
+    lenbyte = (0x80 if mask else 0)
+    if n < 126:
+        head += bytes([lenbyte | n])
+    else:
+        head += bytes([lenbyte | 126]) + n.to_bytes(2, "big")
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+@pytest.mark.parametrize("data,code", [
+    (frame(1, b'{"id":1}', mask=False), 1002),        # unmasked client frame
+    (frame(1, b'"\xed\xa0\x80"'), 1007),               # a UTF-16 surrogate in text
+    (frame(1, b'"\xc0\xaf"'), 1007),                   # an overlong encoding
+    (frame(2, b'{"id":1}'), 1003),                     # binary messages
+    (frame(1, b'x', rsv=0x40), 1002),                  # reserved bit
+    (frame(9, b'x', fin=False), 1002),                 # fragmented ping
+    (frame(0, b'x'), 1002),                            # continuation of nothing
+    (frame(5, b''), 1002),                             # reserved opcode
+    (frame(8, b'\x03\xed'), 1002),                     # close with code 1005
+])
+def test_protocol_violations_close_with_their_code(peer, data, code):
+    raw = RawClient(peer.cfg["wss_port"]).handshake()
+    raw.send_bytes(data)
+    assert raw.close_code() == code
+    with peer.connect() as ws:  # the peer serves on
+        assert peer.login(ws)["error"] is None
+
+
+def test_fragmented_message_with_ping_between(peer):
+    raw = RawClient(peer.cfg["wss_port"]).handshake()
+    raw.send_bytes(frame(1, b'{"id":"frag","met', fin=False))
+    raw.send_bytes(frame(9, b"hi"))
+    raw.send_bytes(frame(0, b'hod":"hub.info.get"}'))
+    got = []
+    for ev in raw.events():
+        got.append(ev)
+        if isinstance(ev, Message):
+            break
+    pong = [e for e in got if type(e).__name__ == "Pong"]
+    assert pong and pong[0].payload == b"hi"
+    assert '"frag"' in got[-1].data and '"serial"' in got[-1].data
+
+
+def test_close_handshake_echoes_the_code(peer):
+    raw = RawClient(peer.cfg["wss_port"]).handshake()
+    raw.send_bytes(frame(8, (3001).to_bytes(2, "big") + b"bye"))
+    assert raw.close_code() == 3001
+
+
+@pytest.mark.parametrize("request_head,status", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", b"405"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n", b"426"),
+    (b"GET / HTTP/1.1\r\n" + b"X-Pad: " + b"a" * 5000 + b"\r\n\r\n", b"431"),
+])
+def test_bad_upgrade_gets_an_http_error(peer, request_head, status):
+    sock = raw_tls(peer.cfg["wss_port"])
+    sock.sendall(request_head)
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        reply += chunk
+    assert reply.split(b" ")[1] == status
+    assert hung_up(sock, 5)
+
+
+def test_garbage_on_the_socket(peer):
+    plain = socket.create_connection(("127.0.0.1", peer.cfg["wss_port"]))
+    plain.sendall(os.urandom(3000))
+    assert hung_up(plain, 5)
+    tls = raw_tls(peer.cfg["wss_port"])
+    tls.sendall(os.urandom(3000) + b"\r\n\r\n")
+    assert hung_up(tls, 5)
+    with peer.connect() as ws:
+        assert peer.login(ws)["error"] is None
+
+
+def test_without_a_loadable_certificate_only_the_plain_listener_serves(make_peer):
+    p = make_peer(access={"clients": {}, "peers": {}, "current": [
+        {"certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+         "private": "nope", "public_parent": ""}], "version": 1},
+        switches={"insecure": True, "anonymous": True})
+    p.wait_log("no loadable certificate")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", p.cfg["wss_port"]), timeout=2)
+    with p.connect(secure=False) as ws:
+        assert call(ws, "hub.devices.list")["error"] is None
+
+
+@pytest.mark.parametrize("cfg,key", [
+    ({"serial": "1"}, "hub"),
+    ({"hub": "h"}, "serial"),
+    ({"hub": "h", "serial": 70010042}, "serial"),
+    ({"hub": "h", "serial": "1", "wss_port": "17000"}, "wss_port"),
+    ({"hub": "h", "serial": "1", "max_message": 0}, "max_message"),
+])
+def test_bad_config_stops_start_up_naming_the_key(tmp_path, cfg, key):
+    p = Peer(tmp_path)
+    p.write("config.json", cfg)
+    out = subprocess.run([MICROPYTHON, os.path.join(PEER_ROOT, "main.py"), "--data", p.folder],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2
+    assert "'%s'" % key in out.stdout

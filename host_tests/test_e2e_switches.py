@@ -1,0 +1,103 @@
+"""The anonymous and insecure access switches: persisted, effective at once."""
+import json
+import socket
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from host_tests.peer import RawClient, call
+
+REQUIRED = {"code": -32500, "message": "Login required", "data": "user.login.required"}
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_setters_need_a_login(peer):
+    with peer.connect() as ws:
+        for method in ("hub.offline.anonymous_access.set",
+                       "hub.offline.anonymous_access.enabled.set",
+                       "hub.offline.insecure_access.enabled.set"):
+            assert call(ws, method, {"enabled": True})["error"] == REQUIRED
+        assert call(ws, "hub.devices.list")["error"] == REQUIRED
+    assert not json.load(open(peer.path("access.json"))).get("anonymous")
+
+
+@pytest.mark.parametrize("method", ["hub.offline.anonymous_access.set",
+                                    "hub.offline.anonymous_access.enabled.set"])
+def test_anonymous_access_takes_effect_and_persists(peer, method):
+    with peer.connect() as admin, peer.connect() as anon:
+        assert call(anon, "hub.modes.get")["error"] == REQUIRED
+        peer.login(admin)
+        reply = call(admin, method, {"Enabled": True}, rid="set-1")
+        assert reply == {"id": "set-1", "method": method, "error": None, "result": {}}
+        reply = call(anon, "hub.modes.get")
+        assert reply["error"] is None and reply["result"]["modes"]
+        assert call(anon, "hub.info.get")["result"]["offlineAnonymousAccess"] is True
+    peer.restart()
+    with peer.connect() as anon:
+        assert call(anon, "hub.devices.list")["error"] is None
+        # anonymous callers may switch it off again, and it takes effect at once
+        assert call(anon, method, {"enabled": False})["error"] is None
+        assert call(anon, "hub.devices.list")["error"] == REQUIRED
+    peer.restart()
+    with peer.connect() as anon:
+        assert call(anon, "hub.info.get")["result"]["offlineAnonymousAccess"] is False
+
+
+def test_enabled_must_be_a_bool(peer):
+    with peer.connect() as ws:
+        peer.login(ws)
+        reply = call(ws, "hub.offline.insecure_access.enabled.set", {"enabled": 1})
+        assert reply["error"] == {"code": -32602, "message": "Wrong params", "data": "rpc.params.invalid"}
+        reply = call(ws, "hub.offline.insecure_access.enabled.set", {})
+        assert reply["error"]["data"] == "rpc.params.notfound"
+    assert refused(peer.cfg["ws_port"])
+
+
+def test_plain_listener_follows_insecure_access(peer):
+    plain = peer.cfg["ws_port"]
+    assert refused(plain)
+    with peer.connect() as ws:
+        peer.login(ws)
+        assert call(ws, "hub.offline.insecure_access.enabled.set", {"enabled": True})["error"] is None
+        assert call(ws, "hub.info.get")["result"]["offlineInsecureAccess"] is True
+        with peer.connect(secure=False) as pws:
+            assert peer.login(pws)["error"] is None
+        raw = RawClient(plain, tls=False).handshake()
+        assert call(ws, "hub.offline.insecure_access.enabled.set", {"enabled": False})["error"] is None
+        # the open plain connection is closed with "going away", the port is gone
+        assert raw.close_code() == 1001
+        assert refused(plain)
+        assert call(ws, "hub.info.get")["result"]["offlineInsecureAccess"] is False
+
+
+def test_insecure_access_persists_across_restart(peer):
+    with peer.connect() as ws:
+        peer.login(ws)
+        call(ws, "hub.offline.insecure_access.enabled.set", {"enabled": True})
+    peer.restart()
+    with peer.connect(secure=False) as pws:
+        assert peer.login(pws)["error"] is None
+        # switching it off over the plain link answers first, then closes that link
+        reply = call(pws, "hub.offline.insecure_access.enabled.set", {"enabled": False})
+        assert reply["error"] is None
+        with pytest.raises(ConnectionClosed) as closed:
+            pws.recv(timeout=10)
+        assert closed.value.rcvd.code == 1008
+    peer.restart()
+    assert refused(peer.cfg["ws_port"])
+
+
+@pytest.mark.parametrize("content", ["{broken", "[]", "x" * 5000, ""])
+def test_corrupt_switch_file_means_both_off(make_peer, content):
+    p = make_peer(switches=content)
+    p.wait_log("anonymous and insecure access off")
+    assert refused(p.cfg["ws_port"])
+    with p.connect() as ws:
+        assert call(ws, "hub.devices.list")["error"] == REQUIRED

@@ -1,0 +1,119 @@
+"""Make a data folder the firmware can run from: config.json and access.json
+with a fresh self-signed certificate and one demo user.
+
+    python -m tools.devdata DIR [--host 127.0.0.1] [--port 17000]
+
+The demo user's token is printed once; only its SHA-256 digest is stored.
+An existing folder is left untouched.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import secrets
+import sys
+import uuid
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+
+def make_cert(common_name, kind="rsa", days=825):
+    """A self-signed (certificate PEM, PKCS#8 key PEM) pair, RSA-2048 or P-256."""
+    if kind == "rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return cert_pem, key_pem
+
+
+def sha256_hex(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def make_access(users, cert, peers=None, version=1):
+    """The sync `result` shape: users {uuid: [token]}, peers {uuid: (serial, [token])}."""
+    cert_pem, key_pem = cert
+    return {
+        "clients": {u: [sha256_hex(t) for t in tokens] for u, tokens in users.items()},
+        "peers": {
+            p: {"id": serial, "tokens": list(tokens)}
+            for p, (serial, tokens) in (peers or {}).items()
+        },
+        "current": [{"certificate": cert_pem, "private": key_pem, "public_parent": cert_pem}],
+        "version": version,
+    }
+
+
+def write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.chmod(path, 0o600)
+
+
+def create(folder, host="127.0.0.1", wss_port=17000, ws_port=17001):
+    """Write a new data folder; returns (config, user uuid, token)."""
+    os.makedirs(folder, mode=0o700)
+    serial = str(90000000 + secrets.randbelow(10000000))
+    cfg = {"hub": str(uuid.uuid4()), "serial": serial, "host": host,
+           "wss_port": wss_port, "ws_port": ws_port}
+    user, token = str(uuid.uuid4()), secrets.token_urlsafe(24)
+    access = make_access({user: [token]}, make_cert("HUB" + serial))
+    write_json(os.path.join(folder, "config.json"), cfg)
+    write_json(os.path.join(folder, "access.json"), access)
+    return cfg, user, token
+
+
+def try_command(port, user, token):
+    return ("make client ARGS='wss://127.0.0.1:%d --no-verify --user %s --token %s hub.info.get'"
+            % (port, user, token))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=17000)
+    args = ap.parse_args(argv)
+    user_file = os.path.join(args.folder, "demo-user.txt")
+    if os.path.exists(args.folder):
+        print("Using the existing data folder %s." % args.folder)
+        if os.path.exists(user_file):
+            with open(user_file) as f:
+                user = f.read().strip()
+            print("Try it (TOKEN: the demo token printed when the folder was made):")
+            print("  " + try_command(args.port, user, "TOKEN"))
+        return 0
+    cfg, user, token = create(args.folder, args.host, args.port, args.port + 1)
+    with open(user_file, "w") as f:
+        f.write(user + "\n")
+    print("Created %s for hub %s (serial %s)." % (args.folder, cfg["hub"], cfg["serial"]))
+    print("Demo user %s; its token is shown only now and stored only as a digest." % user)
+    print("Try it from another terminal once the peer is listening:")
+    print("  " + try_command(args.port, user, token))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
