@@ -10,15 +10,11 @@ VERSION = "0.1.0"
 ALREADY = rpc.RpcError(rpc.SERVER_ERROR, "Already logged in", "user.login.alreadylogged")
 BAD_PASSWORD = rpc.RpcError(rpc.SERVER_ERROR, "Bad password", "user.login.badpassword")
 LOGIN_REQUIRED = rpc.RpcError(rpc.SERVER_ERROR, "Login required", "user.login.required")
+NOT_SAVED = rpc.RpcError(rpc.SERVER_ERROR, "Setting not saved", "hub.storage.failed")
 UNKNOWN = rpc.RpcError(rpc.METHOD_NOT_FOUND, "Method not found", "rpc.method.notfound")
 
 ID_MAX = 64
 TOKEN_MAX = 256
-
-# Answered before login: enough for a client to learn whether it must log in.
-PUBLIC_INFO = ("serial", "uuid", "model", "firmware",
-               "offlineAnonymousAccess", "offlineInsecureAccess")
-
 
 def _uptime(s):
     return "%dd %dh %dm %ds" % (s // 86400, s // 3600 % 24, s // 60 % 60, s % 60)
@@ -91,6 +87,7 @@ class Hub:
         raise BAD_PASSWORD
 
     def info(self, conn):
+        # Before login: enough for a client to learn whether it must log in.
         on = self.switches.get
         res = {
             "serial": self.cfg["serial"],
@@ -111,7 +108,11 @@ class Hub:
     def set_switch(self, conn, name, params):
         on = rpc.param(params, "enabled", bool)
         if on != self.switches.get(name):
-            self.switches.set(name, on)
+            try:
+                self.switches.set(name, on)
+            except OSError as e:  # flash full or failing: nothing changed
+                self.log("cannot save %s access: %s" % (name, e))
+                raise NOT_SAVED
             self.log("%s set %s access %s" % (conn.name, name, "on" if on else "off"))
             conn.after_reply(lambda: self.on_switch(name, on))
         return {}
@@ -123,7 +124,8 @@ class Hub:
         return {"heapAlloc": alloc, "heapFree": free, "connections": self.conn_count()}
 
 
-_LOGIN, _INFO, _PUBLIC, _SWITCH, _DIAGNOSTICS, _INVENTORY = 0, 1, 2, 3, 4, 5
+_LOGIN, _INFO, _SWITCH, _DIAGNOSTICS, _INVENTORY = 0, 1, 2, 3, 4
+_PUBLIC = _INFO  # kinds up to this one may be called before login
 
 METHODS = {
     "hub.offline.login.ui": _LOGIN,

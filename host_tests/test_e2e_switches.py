@@ -1,5 +1,5 @@
 """The anonymous and insecure access switches: persisted, effective at once."""
-import json
+import os
 import socket
 
 import pytest
@@ -25,7 +25,7 @@ def test_setters_need_a_login(peer):
                        "hub.offline.insecure_access.enabled.set"):
             assert call(ws, method, {"enabled": True})["error"] == REQUIRED
         assert call(ws, "hub.devices.list")["error"] == REQUIRED
-    assert not json.load(open(peer.path("access.json"))).get("anonymous")
+    assert not os.path.exists(peer.path("switches.json"))  # nothing was written
 
 
 @pytest.mark.parametrize("method", ["hub.offline.anonymous_access.set",
@@ -101,3 +101,16 @@ def test_corrupt_switch_file_means_both_off(make_peer, content):
     assert refused(p.cfg["ws_port"])
     with p.connect() as ws:
         assert call(ws, "hub.devices.list")["error"] == REQUIRED
+
+
+def test_a_switch_that_cannot_be_saved_stays_off(peer):
+    os.mkdir(peer.path("switches.json.tmp"))  # the write's temporary file cannot be made
+    with peer.connect() as ws:
+        peer.login(ws)
+        reply = call(ws, "hub.offline.anonymous_access.set", {"enabled": True})
+        assert reply["error"] == {"code": -32500, "message": "Setting not saved",
+                                  "data": "hub.storage.failed"}
+        info = call(ws, "hub.info.get")["result"]
+        assert info["offlineAnonymousAccess"] is False
+    with peer.connect() as anon:
+        assert call(anon, "hub.devices.list")["error"] == REQUIRED
