@@ -80,11 +80,13 @@ class Throttle:
     def failed(self, addr):
         # Returns the delay to apply before answering this failure.
         count = self._count(addr) + 1
+        now = ticks_ms()
         if addr not in self.fails and len(self.fails) >= self.size:
-            oldest = min(self.fails, key=lambda a: self.fails[a][1])
+            # Ages, not raw ticks: the tick counter wraps on the board.
+            oldest = max(self.fails, key=lambda a: ticks_diff(now, self.fails[a][1]))
             del self.fails[oldest]
-        self.fails[addr] = (count, ticks_ms())
-        return min(self.base_ms << min(count - 1, 16), self.max_ms)
+        self.fails[addr] = (count, now)
+        return min(self.base_ms << min(count - 1, 30), self.max_ms)
 
     def succeeded(self, addr):
         self.fails.pop(addr, None)

@@ -70,3 +70,17 @@ def peer(addr):
 
     family, ip, port = socket.sockaddr(addr)
     return socket.inet_ntop(family, ip), port
+
+
+def no_delay(sock):
+    # mbedTLS sends each handshake message in its own small write; with
+    # Nagle on, the client's delayed ACK stalls every handshake ~40 ms.
+    import socket
+
+    opt = getattr(socket, "TCP_NODELAY", None)
+    if opt is None and sys.platform != "linux":
+        return  # a port that does not name the option may not take it
+    try:
+        sock.setsockopt(getattr(socket, "IPPROTO_TCP", 6), opt or 1, 1)
+    except OSError:
+        pass

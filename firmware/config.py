@@ -56,6 +56,11 @@ def parse(text):
         _check(cfg, key, str)
     for key, default in DEFAULTS.items():
         _check(cfg, key, type(default))
+    for key in ("wss_port", "ws_port"):
+        if cfg[key] > 65535:
+            raise ConfigError("config.json: '%s' must be a port number (1-65535)" % key)
+    if cfg["wss_port"] == cfg["ws_port"]:
+        raise ConfigError("config.json: 'ws_port' must differ from 'wss_port'")
     return cfg
 
 
@@ -65,6 +70,9 @@ def load(path):
         if size > CONFIG_MAX:
             raise ConfigError("config.json: larger than %d bytes" % CONFIG_MAX)
         with open(path) as f:
-            return parse(f.read())
+            text = f.read()
     except OSError:
         raise ConfigError("config.json: cannot read %s" % path)
+    except UnicodeError:
+        raise ConfigError("config.json: not UTF-8 text")
+    return parse(text)

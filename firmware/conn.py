@@ -7,6 +7,8 @@ from firmware import board, ws
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 READ_CHUNK = 512
+LINGER_MS = 500
+LINGER_BYTES = 16384
 
 
 class Conn:
@@ -54,6 +56,8 @@ class Conn:
             why = "connection lost"
         except MemoryError:
             why = "closed: out of memory"
+        except Exception as e:  # a bug: log it, free the slot
+            why = "closed: internal error %s" % type(e).__name__
         finally:
             if self._kick:
                 why = self._kick
@@ -66,7 +70,8 @@ class Conn:
             gc.collect()  # a quiet point: hand the connection's memory back whole
 
     async def _read(self, wait_ms):
-        # Bytes, or b"" when wait_ms passes first. TLS may wake us with no
+        # A view of the bytes read into self.buf (valid until the next read),
+        # or b"" when wait_ms passes first. TLS may wake us with no
         # application data yet (handshake progress): keep waiting then.
         deadline = ticks_add(ticks_ms(), wait_ms)
         while True:
@@ -80,7 +85,7 @@ class Conn:
             if n == 0:
                 raise EOFError
             if n is not None:
-                return bytes(self.buf[:n])
+                return memoryview(self.buf)[:n]
 
     async def _send(self, data):
         self.stream.write(data)
@@ -89,12 +94,12 @@ class Conn:
     async def _upgrade(self):
         # Returns the bytes that followed the request head, or None.
         deadline = ticks_add(ticks_ms(), self.cfg["handshake_timeout"] * 1000)
-        head = b""
+        head = bytearray()  # grows in place: a small heap fragments less
         while True:
             chunk = await self._read(ticks_diff(deadline, ticks_ms()))
             if not chunk:
                 raise asyncio.TimeoutError
-            head += chunk
+            head.extend(chunk)
             try:
                 end = ws.head_complete(head)
                 if end < 0:
@@ -103,9 +108,22 @@ class Conn:
             except ws.HandshakeError as e:
                 self.hub.log("%s bad upgrade: %d %s" % (self.name, e.status, e.reason))
                 await self._send(ws.reject_response(e.status, e.reason))
+                await self._linger()
                 return None
             await self._send(ws.accept_response(key))
-            return head[end:]
+            return bytes(head[end:])
+
+    async def _linger(self):
+        # Closing with unread input makes TCP reset the connection, and the
+        # reset can destroy the error reply before the client reads it:
+        # swallow what the client is still sending, briefly and boundedly.
+        left = LINGER_BYTES
+        deadline = ticks_add(ticks_ms(), LINGER_MS)
+        while left > 0:
+            chunk = await self._read(ticks_diff(deadline, ticks_ms()))
+            if not chunk:
+                return
+            left -= len(chunk)
 
     async def _serve(self, pending):
         cfg = self.cfg
@@ -138,7 +156,8 @@ class Conn:
             wake = min(ticks_diff(next_ping, now), ticks_diff(idle_by, now))
             if must_login:
                 wake = min(wake, ticks_diff(login_by, now))
-            pending = await self._read(max(wake, 1))
+            # The decoder may keep slices of its input: give it a copy.
+            pending = bytes(await self._read(max(wake, 1)))
 
     async def _event(self, op, payload):
         # Returns why the connection ends, or None to go on.

@@ -10,6 +10,7 @@ VERSION = "0.1.0"
 ALREADY = rpc.RpcError(rpc.SERVER_ERROR, "Already logged in", "user.login.alreadylogged")
 BAD_PASSWORD = rpc.RpcError(rpc.SERVER_ERROR, "Bad password", "user.login.badpassword")
 LOGIN_REQUIRED = rpc.RpcError(rpc.SERVER_ERROR, "Login required", "user.login.required")
+INTERNAL = rpc.RpcError(rpc.SERVER_ERROR, "Internal error", "hub.internal.error")
 NOT_SAVED = rpc.RpcError(rpc.SERVER_ERROR, "Setting not saved", "hub.storage.failed")
 UNKNOWN = rpc.RpcError(rpc.METHOD_NOT_FOUND, "Method not found", "rpc.method.notfound")
 
@@ -43,6 +44,10 @@ class Hub:
             res = await self._call(conn, method, params)
         except rpc.RpcError as e:
             return rpc.error(rid, method, e)
+        except Exception as e:  # a bug here must not take the connection down
+            # The type only: a message could quote a parameter.
+            self.log("%s %s failed: %s" % (conn.name, method, type(e).__name__))
+            return rpc.error(rid, method, INTERNAL)
         return rpc.result(rid, method, res)
 
     async def _call(self, conn, method, params):

@@ -2,6 +2,7 @@
 # insecure access is on. Refuses connections over the limit before any TLS.
 import asyncio
 
+from firmware import board
 from firmware.conn import Conn
 
 try:
@@ -65,9 +66,11 @@ class Server:
             sock.close()
             self.log("refused a %s connection: %d open" % (kind, len(self.conns)))
             return
+        board.no_delay(sock)
         if kind == "wss":
             try:
                 sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                sock.setblocking(False)
             except OSError as e:
                 sock.close()
                 self.log("TLS set-up failed (%s)" % e)

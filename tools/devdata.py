@@ -9,6 +9,7 @@ An existing folder is left untouched.
 import argparse
 import datetime
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
@@ -22,7 +23,8 @@ from cryptography.x509.oid import NameOID
 
 
 def make_cert(common_name, kind="rsa", days=825):
-    """A self-signed (certificate PEM, PKCS#8 key PEM) pair, RSA-2048 or P-256."""
+    """A self-signed (certificate PEM, PKCS#8 key PEM) pair, RSA-2048 or P-256,
+    valid for COMMON_NAME.local, localhost and 127.0.0.1 (so --cafile works)."""
     if kind == "rsa":
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     else:
@@ -37,6 +39,11 @@ def make_cert(common_name, kind="rsa", days=825):
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName(common_name + ".local"),
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ]), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
@@ -102,8 +109,10 @@ def main(argv=None):
         if os.path.exists(user_file):
             with open(user_file) as f:
                 user = f.read().strip()
+            with open(os.path.join(args.folder, "config.json")) as f:
+                port = json.load(f).get("wss_port", 17000)
             print("Try it (TOKEN: the demo token printed when the folder was made):")
-            print("  " + try_command(args.port, user, "TOKEN"))
+            print("  " + try_command(port, user, "TOKEN"))
         return 0
     cfg, user, token = create(args.folder, args.host, args.port, args.port + 1)
     with open(user_file, "w") as f:
