@@ -151,7 +151,10 @@ def _user(where, hexes, limits, problems):
     if not isinstance(hexes, list):
         problems.append(where + ": not a list, user dropped")
         return None
-    _cap(len(hexes), limits["max_tokens_per_user"], where)
+    if len(hexes) > limits["max_tokens_per_user"]:
+        # Logins check a fixed number of digest slots: more would not fit.
+        problems.append("%s: more than %d tokens, user dropped" % (where, limits["max_tokens_per_user"]))
+        return None
     digests = []
     for i, text in enumerate(hexes):
         raw = _unhex(text)
@@ -179,7 +182,9 @@ def _peer(where, info, limits, problems):
     if not isinstance(tokens, list):
         problems.append(where + ".tokens: not a list, peer dropped")
         return None
-    _cap(len(tokens), limits["max_tokens_per_user"], where + ".tokens")
+    if len(tokens) > limits["max_tokens_per_user"]:
+        problems.append("%s: more than %d tokens, peer dropped" % (where, limits["max_tokens_per_user"]))
+        return None
     most = limits["token_max"]
     good = []
     for i, token in enumerate(tokens):

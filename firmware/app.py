@@ -15,7 +15,7 @@ HOUSEKEEPING_S = 60
 STARTUP_ONLY = ("config", "access")
 
 
-def load_access(access, path):
+def load_access(access, path, cfg):
     # Serve what parses: a bad entry is logged and skipped, never fatal.
     obj, source = store.read_json(path, ACCESS_MAX)
     if source == "previous":
@@ -24,7 +24,7 @@ def load_access(access, path):
         log("no valid %s: no logins possible until access data arrives" % path)
         return access.Access()
     try:
-        data, problems = access.parse(obj)
+        data, problems = access.parse(obj, {"max_tokens_per_user": cfg["max_tokens_per_user"]})
     except access.AccessError as e:
         log("access.json refused: %s" % e)
         return access.Access()
@@ -38,7 +38,8 @@ def load(folder):
     from firmware import access, config
 
     try:
-        return config.load(folder + "/config.json"), load_access(access, folder + "/access.json")
+        cfg = config.load(folder + "/config.json")
+        return cfg, load_access(access, folder + "/access.json", cfg)
     except config.ConfigError as e:
         log(str(e))
         return None
@@ -76,6 +77,7 @@ async def serve(cfg, data, folder):
     hub = Hub(cfg, data, switches, log)
     server = Server(cfg, hub, log)
     server.load_tls(data.certs)
+    data.certs = []  # the TLS context holds its own parsed copy
     await server.start()
     log("peer %s (serial %s) version %s ready" % (cfg["hub"], cfg["serial"], VERSION))
     await housekeeping()

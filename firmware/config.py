@@ -13,7 +13,7 @@ DEFAULTS = {
     "handshake_timeout": 10,
     "login_timeout": 30,
     "write_timeout": 10,
-    "max_message": 8192,
+    "max_message": 2048,
     "ping_interval": 20,
     "idle_timeout": 60,
     "max_failed_logins": 5,

@@ -115,8 +115,9 @@ class Conn:
 
     async def _linger(self):
         # Closing with unread input makes TCP reset the connection, and the
-        # reset can destroy the error reply before the client reads it:
-        # swallow what the client is still sending, briefly and boundedly.
+        # reset can destroy our last words (an HTTP error, a close frame)
+        # before the client reads them: swallow what the client is still
+        # sending, briefly and boundedly, until it hangs up.
         left = LINGER_BYTES
         deadline = ticks_add(ticks_ms(), LINGER_MS)
         while left > 0:
@@ -163,9 +164,11 @@ class Conn:
         # Returns why the connection ends, or None to go on.
         if op == ws.OP_TEXT:
             reply = await self.hub.handle(self, payload)
-            await self._send(ws.encode(ws.OP_TEXT, reply))
-            while self._after:
-                await self._after.pop(0)()
+            try:
+                await self._send(ws.encode(ws.OP_TEXT, reply))
+            finally:  # a change made is applied even if the reply is lost
+                while self._after:
+                    await self._after.pop(0)()
             if self._close_reason:
                 return await self._close(ws.CLOSE_POLICY, self._close_reason)
         elif op == ws.OP_BINARY:
@@ -177,16 +180,21 @@ class Conn:
                 code = ws.parse_close(payload)[0]
             except ws.ProtocolError as e:
                 return await self._close(e.code, e.reason)
-            await self._close(code or ws.CLOSE_NORMAL, "")
+            # The client said its last word: reply and hang up first (RFC 6455 7.1.1).
+            await self._send(ws.encode(ws.OP_CLOSE, ws.close_payload(code or ws.CLOSE_NORMAL)))
             return "closed by client"
         return None
 
     async def _close(self, code, reason):
         await self._send(ws.encode(ws.OP_CLOSE, ws.close_payload(code, reason)))
+        await self._linger()
         return "closed %d %s" % (code, reason)
 
     def _write_close_now(self, code, reason):
-        # Cancelled tasks cannot await: one non-blocking best-effort write.
+        # Cancelled tasks cannot await: one non-blocking best-effort write,
+        # unless half a frame is still queued (it would corrupt the stream).
+        if self.stream.out_buf:
+            return
         try:
             self.sock.write(ws.encode(ws.OP_CLOSE, ws.close_payload(code, reason)))
         except Exception:

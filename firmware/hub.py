@@ -7,12 +7,15 @@ from firmware import auth, board, rpc
 
 VERSION = "0.1.0"
 
-ALREADY = rpc.RpcError(rpc.SERVER_ERROR, "Already logged in", "user.login.alreadylogged")
-BAD_PASSWORD = rpc.RpcError(rpc.SERVER_ERROR, "Bad password", "user.login.badpassword")
-LOGIN_REQUIRED = rpc.RpcError(rpc.SERVER_ERROR, "Login required", "user.login.required")
-INTERNAL = rpc.RpcError(rpc.SERVER_ERROR, "Internal error", "hub.internal.error")
-NOT_SAVED = rpc.RpcError(rpc.SERVER_ERROR, "Setting not saved", "hub.storage.failed")
-UNKNOWN = rpc.RpcError(rpc.METHOD_NOT_FOUND, "Method not found", "rpc.method.notfound")
+# (code, message, data), raised as a fresh RpcError each time: MicroPython
+# appends to a raised exception's traceback, so a reused instance would grow
+# with every request.
+ALREADY = (rpc.SERVER_ERROR, "Already logged in", "user.login.alreadylogged")
+BAD_PASSWORD = (rpc.SERVER_ERROR, "Bad password", "user.login.badpassword")
+LOGIN_REQUIRED = (rpc.SERVER_ERROR, "Login required", "user.login.required")
+INTERNAL = (rpc.SERVER_ERROR, "Internal error", "hub.internal.error")
+NOT_SAVED = (rpc.SERVER_ERROR, "Setting not saved", "hub.storage.failed")
+UNKNOWN = (rpc.METHOD_NOT_FOUND, "Method not found", "rpc.method.notfound")
 
 ID_MAX = 64
 TOKEN_MAX = 256
@@ -47,7 +50,7 @@ class Hub:
         except Exception as e:  # a bug here must not take the connection down
             # The type only: a message could quote a parameter.
             self.log("%s %s failed: %s" % (conn.name, method, type(e).__name__))
-            return rpc.error(rid, method, INTERNAL)
+            return rpc.error(rid, method, rpc.RpcError(*INTERNAL))
         return rpc.result(rid, method, res)
 
     async def _call(self, conn, method, params):
@@ -55,9 +58,9 @@ class Hub:
         # costs RAM on the board, a dict entry to an int almost none.
         kind = METHODS.get(method)
         if kind is None:
-            raise UNKNOWN
+            raise rpc.RpcError(*UNKNOWN)
         if kind > _PUBLIC and not self.allowed(conn):
-            raise LOGIN_REQUIRED
+            raise rpc.RpcError(*LOGIN_REQUIRED)
         if kind == _LOGIN:
             return await self._login(conn, "user" if method.endswith(".ui") else "hub", params)
         if kind == _INFO:
@@ -72,7 +75,7 @@ class Hub:
         ident = rpc.param(params, role, str, ID_MAX)
         token = rpc.param(params, "token", str, TOKEN_MAX)
         if conn.role is not None:
-            raise ALREADY
+            raise rpc.RpcError(*ALREADY)
         if role == "user":
             digests = self.access.clients.get(ident)
         else:
@@ -89,7 +92,7 @@ class Hub:
         await asyncio.sleep(delay / 1000)
         if conn.fails >= self.cfg["max_failed_logins"]:
             conn.close_after_reply("too many failed logins")
-        raise BAD_PASSWORD
+        raise rpc.RpcError(*BAD_PASSWORD)
 
     def info(self, conn):
         # Before login: enough for a client to learn whether it must log in.
@@ -117,9 +120,9 @@ class Hub:
                 self.switches.set(name, on)
             except OSError as e:  # flash full or failing: nothing changed
                 self.log("cannot save %s access: %s" % (name, e))
-                raise NOT_SAVED
+                raise rpc.RpcError(*NOT_SAVED)
             self.log("%s set %s access %s" % (conn.name, name, "on" if on else "off"))
-            conn.after_reply(lambda: self.on_switch(name, on))
+            conn.after_reply(lambda: self.on_switch(name))
         return {}
 
     def diagnostics(self):

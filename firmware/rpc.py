@@ -34,8 +34,10 @@ def parse(data):
     if not isinstance(req, dict):
         raise RequestError(None, None, RpcError(BAD_REQUEST, "Bad request", "rpc.request.invalid"))
     rid = req.get("id")
+    if not _echoable(rid):
+        raise RequestError(None, None, RpcError(BAD_REQUEST, "Bad request", "rpc.request.invalid"))
     method = req.get("method")
-    if not isinstance(method, str):
+    if not isinstance(method, str) or not _echoable(method):
         raise RequestError(rid, None, RpcError(BAD_REQUEST, "Bad request", "rpc.request.invalid"))
     params = req.get("params")
     if params is None:
@@ -43,6 +45,27 @@ def parse(data):
     elif not isinstance(params, dict):
         raise RequestError(rid, method, invalid())
     return rid, method, params
+
+
+ECHO_MAX = 128
+
+
+def _echoable(value):
+    # id and method are sent back: they must be short, and serialise to valid
+    # JSON and valid UTF-8 (MicroPython's json would write inf, or a lone
+    # surrogate from "\ud800" as invalid UTF-8).
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, str):
+        try:  # ASCII only; CPython refuses to encode a lone surrogate at all
+            return len(value) <= ECHO_MAX and len(value.encode()) == len(value)
+        except UnicodeError:
+            return False
+    if isinstance(value, int):
+        return -(1 << 53) <= value <= 1 << 53
+    if isinstance(value, float):
+        return value - value == 0  # false for inf and nan
+    return False
 
 
 class RequestError(Exception):

@@ -4,6 +4,7 @@ import asyncio
 
 from firmware import board
 from firmware.conn import Conn
+from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 try:
     import ssl
@@ -19,6 +20,9 @@ class Server:
         self.conns = []
         self.listeners = {}  # "wss" / "ws" -> asyncio server
         self.tls = None
+        self.switching = asyncio.Lock()
+        self.refused = 0  # refusals not yet logged
+        self.refused_at = ticks_add(ticks_ms(), -1000)  # the first is logged at once
         hub.on_switch = self.on_switch
         hub.conn_count = lambda: len(self.conns)
 
@@ -62,9 +66,12 @@ class Server:
 
     async def _accept(self, reader, kind):
         raw = sock = reader.s
+        if kind == "ws" and not self.hub.switches.get("insecure"):
+            sock.close()  # accepted just before the listener closed
+            return
         if len(self.conns) >= self.cfg["max_connections"]:
             sock.close()
-            self.log("refused a %s connection: %d open" % (kind, len(self.conns)))
+            self._log_refusal()
             return
         board.no_delay(sock)
         if kind == "wss":
@@ -81,23 +88,38 @@ class Server:
         self.log("%s connected" % conn.name)
         await conn.run()
 
+    def _log_refusal(self):
+        # At most one line a second: a flood must not flood a UART console.
+        self.refused += 1
+        now = ticks_ms()
+        if ticks_diff(now, self.refused_at) >= 1000:
+            self.log("refused %d connection(s): %d open, the maximum"
+                     % (self.refused, len(self.conns)))
+            self.refused = 0
+            self.refused_at = now
+
     def forget(self, conn):
         if conn in self.conns:
             self.conns.remove(conn)
 
-    async def on_switch(self, name, on):
-        # Anonymous access is read on every request; insecure access moves
-        # the plain listener.
+    async def on_switch(self, name):
+        # Brings the plain listener in line with the stored switch, one change
+        # at a time, whatever order concurrent requests finished in.
         if name != "insecure":
             return
-        if on and "ws" not in self.listeners:
-            await self._listen("ws")
-        elif not on and "ws" in self.listeners:
-            self.listeners.pop("ws").close()
-            self.log("stopped listening ws")
-            me = asyncio.current_task()
-            for conn in [c for c in self.conns if not c.secure]:
-                if conn.task is me:
-                    conn.close_after_reply("insecure access disabled")
-                else:
-                    conn.kick("insecure access disabled")
+        async with self.switching:
+            on = self.hub.switches.get("insecure")
+            if on and "ws" not in self.listeners:
+                await self._listen("ws")
+            elif not on and "ws" in self.listeners:
+                self.listeners.pop("ws").close()
+                self.log("stopped listening ws")
+                self._close_plain()
+
+    def _close_plain(self):
+        me = asyncio.current_task()
+        for conn in [c for c in self.conns if not c.secure]:
+            if conn.task is me:
+                conn.close_after_reply("insecure access disabled")
+            else:
+                conn.kick("insecure access disabled")

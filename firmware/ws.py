@@ -16,6 +16,7 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 
 HEADER_MAX = 4096
+MAX_FRAGMENTS = 64  # each fragment costs work and heap beyond its payload
 
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _OPCODES = (OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG)
@@ -193,13 +194,26 @@ def check_response(head, key):
 # ---- payload helpers --------------------------------------------------------
 
 
+_BLOCK = 256  # a multiple of 4, so every block starts on the mask's phase
+
+
+def _xor_into(dst, src, mask):
+    # A big-int XOR per block runs in C (a per-byte Python loop is ~10x
+    # slower); blocks keep the temporaries small on a board's heap.
+    n = len(src)
+    m = mask * (_BLOCK >> 2)
+    key = int.from_bytes(m, "little")
+    for i in range(0, n, _BLOCK):
+        k = min(_BLOCK, n - i)
+        if k < _BLOCK:
+            key = int.from_bytes(m[:k], "little")
+        dst[i : i + k] = (int.from_bytes(src[i : i + k], "little") ^ key).to_bytes(k, "little")
+
+
 def unmask(data, mask):
-    # One big-int XOR runs in C; a per-byte Python loop is ~10x slower.
-    n = len(data)
-    if not n:
-        return b""
-    m = (mask * ((n >> 2) + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(m, "little")).to_bytes(n, "little")
+    out = bytearray(len(data))
+    _xor_into(out, memoryview(data), mask)
+    return bytes(out)
 
 
 # MicroPython's decoder checks only lead/continuation structure. Given that
@@ -231,12 +245,15 @@ def _rfc3629_ok(b):
 
 
 def valid_utf8(b):
+    # Pure ASCII needs no decoding: max() scans without allocating, where a
+    # decode would copy the whole message on a small heap.
+    if not b or max(b) < 0x80:
+        return True
     try:
-        s = b.decode()
+        b.decode()
     except UnicodeError:
         return False
-    # As many characters as bytes means pure ASCII.
-    return len(s) == len(b) or _rfc3629_ok(b)
+    return _rfc3629_ok(b)
 
 
 def close_payload(code, reason=""):
@@ -300,11 +317,11 @@ class Decoder:
         self._hdr = b""  # header bytes of the current frame
         self._size = -1  # payload length once the header is complete
         self._mask = None
-        self._buf = None  # memoryview collecting a payload split across feeds
+        self._buf = None  # bytearray collecting a payload split across feeds
         self._got = 0
-        self._parts = None  # fragments of the message in progress
+        self._parts = None  # bytearray collecting a fragmented message
+        self._nparts = 0
         self._msg_op = 0
-        self._msg_len = 0
 
     def feed(self, data):
         if self._error:
@@ -368,8 +385,10 @@ class Decoder:
             if n >> 63:
                 raise ProtocolError(CLOSE_PROTOCOL, "Invalid frame length")
         # Refuse before a single payload byte is buffered.
-        if (h[0] & 0x0F) < 8 and self._msg_len + n > self.max_message:
-            raise ProtocolError(CLOSE_TOO_BIG, "Message too big")
+        if (h[0] & 0x0F) < 8:
+            held = len(self._parts) if self._parts is not None else 0
+            if held + n > self.max_message:
+                raise ProtocolError(CLOSE_TOO_BIG, "Message too big")
         self._mask = h[p : p + 4] if h[1] & 0x80 else None
         self._size = n
 
@@ -380,10 +399,10 @@ class Decoder:
             if avail >= n:  # whole payload at hand: use it in place
                 self._frame(mv[i : i + n], out)
                 return i + n
-            self._buf = memoryview(bytearray(n))
+            self._buf = bytearray(n)
             self._got = 0
         k = min(n - self._got, avail)
-        self._buf[self._got : self._got + k] = mv[i : i + k]
+        memoryview(self._buf)[self._got : self._got + k] = mv[i : i + k]
         self._got += k
         if self._got == n:
             buf = self._buf
@@ -395,21 +414,34 @@ class Decoder:
         b0 = self._hdr[0]
         self._hdr = b""
         self._size = -1
-        data = unmask(payload, self._mask) if self._mask else bytes(payload)
+        if isinstance(payload, bytearray):  # our own copy: unmask it in place
+            data = payload
+            if self._mask:
+                _xor_into(data, memoryview(data), self._mask)
+        else:
+            data = unmask(payload, self._mask) if self._mask else bytes(payload)
         op = b0 & 0x0F
+        fin = b0 & 0x80
         if op >= 8:
             out.append((op, data))
             return
         if op:
             self._msg_op = op
-            self._parts = []
-        self._parts.append(data)
-        self._msg_len += len(data)
-        if not b0 & 0x80:
-            return
-        data = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
-        self._parts = None
-        self._msg_len = 0
+            if fin:  # the common case: a whole message in one frame
+                self._message(data, out)
+                return
+            self._parts = bytearray()
+            self._nparts = 0
+        self._nparts += 1
+        if self._nparts > MAX_FRAGMENTS:
+            raise ProtocolError(CLOSE_TOO_BIG, "Too many fragments")
+        self._parts.extend(data)
+        if fin:
+            data = self._parts
+            self._parts = None
+            self._message(data, out)
+
+    def _message(self, data, out):
         if self._msg_op == OP_TEXT and not valid_utf8(data):
             raise ProtocolError(CLOSE_INVALID_DATA, "Invalid UTF-8 in text message")
         out.append((self._msg_op, data))

@@ -1,10 +1,12 @@
 """Limits and hostile input: every wait bounded, nobody blocks anybody."""
+import json
 import os
 import socket
 import subprocess
 import time
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from wsproto.events import Message, Ping
 
 from host_tests.peer import MICROPYTHON, PEER_ROOT, Peer, RawClient, call, raw_tls
@@ -28,7 +30,7 @@ def test_connections_over_the_limit_are_refused_before_tls(make_peer):
         start = time.monotonic()
         assert hung_up(extra, 5)  # no TLS byte was needed to be refused
         assert time.monotonic() - start < 2
-        p.wait_log("refused a wss connection: 2 open")
+        p.wait_log(r"refused \d+ connection\(s\): 2 open, the maximum")
         assert p.login(a)["error"] is None and p.login(b)["error"] is None
     # slots are given back when clients leave
     time.sleep(0.3)
@@ -253,3 +255,88 @@ def test_bad_config_stops_start_up_naming_the_key(tmp_path, cfg, key):
                          capture_output=True, text=True, timeout=20)
     assert out.returncode == 2
     assert "'%s'" % key in out.stdout
+
+
+def test_a_flood_of_failing_requests_does_not_grow_the_heap(make_peer):
+    p = make_peer(switches={"anonymous": True})
+    with p.connect() as ws:
+        before = call(ws, "hub.diagnostics.get")["result"]["heapAlloc"]
+        for i in range(1500):
+            ws.send('{"id": %d, "method": "hub.no.such.method"}' % i)
+            ws.send('{"id": %d, "method": "hub.offline.login.ui", "params": {}}' % i)
+        for _ in range(3000):
+            assert json.loads(ws.recv(timeout=10))["error"]["code"] in (-32601, -32600)
+        after = call(ws, "hub.diagnostics.get")["result"]["heapAlloc"]
+    assert after - before < 2048, (before, after)
+
+
+def test_tiny_fragments_are_bounded(peer):
+    raw = RawClient(peer.cfg["wss_port"]).handshake()
+    raw.send_bytes(frame(1, b"", fin=False) + frame(0, b"", fin=False) * 200)
+    assert raw.close_code() == 1009
+
+
+def test_a_message_of_the_default_maximum_size_is_served(make_peer):
+    p = make_peer()
+    # Two logged-in connections: in a 96 KB heap on the 64-bit host, a third
+    # leaves too little contiguous room for a message this size (README).
+    with p.connect() as a, p.connect() as c:
+        for ws in (a, c):
+            p.login(ws)
+        head = '{"id": "big", "method": "hub.info.get", "params": {"pad": "'
+        text = head + "x" * (2048 - len(head) - 3) + '"}}'
+        assert len(text) == 2048
+        c.send(text)
+        reply = json.loads(c.recv(timeout=10))
+        assert reply["id"] == "big" and reply["error"] is None
+        c.send(text[:-3] + 'xx"}}')  # one byte over
+        with pytest.raises(ConnectionClosed) as closed:
+            c.recv(timeout=10)
+        assert closed.value.rcvd.code == 1009
+        assert call(a, "hub.info.get")["error"] is None
+
+
+def test_absurd_nesting_is_answered_and_the_connection_kept(peer):
+    with peer.connect() as ws:
+        ws.send('{"id": %s1%s, "method": "hub.info.get"}' % ("[" * 900, "]" * 900))
+        reply = json.loads(ws.recv(timeout=10))
+        # parsed (the id is refused) or, in a small heap, not parseable at all
+        assert reply["id"] is None and reply["error"]["code"] in (-32600, -32700)
+        assert peer.login(ws)["error"] is None
+
+
+@pytest.mark.parametrize("text", [
+    '{"id": 1e400, "method": "hub.info.get"}',
+    '{"id": "\\ud800", "method": "hub.info.get"}',
+    '{"id": %s, "method": "hub.info.get"}' % ("9" * 1900),
+])
+def test_ids_that_cannot_be_echoed_get_bad_request(peer, text):
+    with peer.connect() as ws:
+        ws.send(text)
+        reply = json.loads(ws.recv(timeout=10))
+        assert reply["id"] is None
+        assert reply["error"] == {"code": -32600, "message": "Bad request",
+                                  "data": "rpc.request.invalid"}
+        assert peer.login(ws)["error"] is None  # the connection is intact
+
+
+def test_concurrent_switch_changes_leave_the_listener_matching_the_setting(peer):
+    plain = peer.cfg["ws_port"]
+    with peer.connect() as a, peer.connect() as b:
+        peer.login(a)
+        peer.login(b)
+        for i in range(20):
+            for ws, on in ((a, i % 2 == 0), (b, i % 2 == 1)):
+                ws.send(json.dumps({"id": i, "method": "hub.offline.insecure_access.enabled.set",
+                                    "params": {"enabled": on}}))
+            assert json.loads(a.recv(timeout=10))["error"] is None
+            assert json.loads(b.recv(timeout=10))["error"] is None
+            stored = call(a, "hub.info.get")["result"]["offlineInsecureAccess"]
+            with open(peer.path("switches.json")) as f:
+                assert json.load(f)["insecure"] is stored
+            try:
+                socket.create_connection(("127.0.0.1", plain), timeout=2).close()
+                listening = True
+            except ConnectionRefusedError:
+                listening = False
+            assert listening is stored, "round %d" % i

@@ -217,3 +217,29 @@ def test_parse_then_error_round_trip_echoes_id_and_method():
         "id": "abc", "method": "hub.offline.login.ui",
         "error": {"code": -32602, "message": "Wrong params", "data": "rpc.params.invalid"},
         "result": None}
+
+
+@pytest.mark.parametrize("rid", [
+    {"a": 1}, [1], "x" * 129, 1 << 60, -(1 << 60), "caf\u00e9",
+])
+def test_parse_refuses_ids_that_cannot_be_echoed_safely(rid):
+    err = request_error(json.dumps({"id": rid, "method": "hub.info.get"}))
+    assert err.rid is None and err.method is None
+    assert triple(err.err) == (-32600, "Bad request", "rpc.request.invalid")
+
+
+@pytest.mark.parametrize("text", ['{"id": 1e400, "method": "m"}', '{"id": "\\ud800", "method": "m"}'])
+def test_parse_refuses_infinite_and_surrogate_ids(text):
+    assert request_error(text).rid is None
+
+
+@pytest.mark.parametrize("rid", [None, 0, -7, 1 << 53, 2.5, "0.61673", "x" * 128, True])
+def test_parse_echoes_plain_ids(rid):
+    assert rpc.parse(json.dumps({"id": rid, "method": "m"}))[0] == rid
+
+
+@pytest.mark.parametrize("method", ["m" * 129, "hub.\\ud800", "h\\u00e9"])
+def test_parse_refuses_methods_that_cannot_be_echoed_safely(method):
+    err = request_error('{"id": 3, "method": "%s"}' % method)
+    assert err.rid == 3 and err.method is None
+    assert triple(err.err) == (-32600, "Bad request", "rpc.request.invalid")

@@ -885,7 +885,7 @@ def test_close_payload_matches_wsproto():
 # ---- unmask ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n", list(range(10)) + [1000, 65537])
+@pytest.mark.parametrize("n", list(range(10)) + [255, 256, 257, 511, 1000, 65537])
 def test_unmask_matches_naive(n):
     data = os.urandom(n)
     mask = os.urandom(4)
@@ -907,3 +907,34 @@ def test_accept_helper_is_sha1_base64():
     key = ws.new_key()
     digest = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
     assert ws._accept(key) == base64.b64encode(digest).decode()
+
+
+# ---- fragment bounds ---------------------------------------------------------------------
+
+
+def fragments(count, piece=b"x"):
+    frames = [raw(0x01, piece)] + [raw(0x00, piece) for _ in range(count - 2)]
+    return b"".join(frames) + raw(0x80, piece)
+
+
+def test_fragment_count_up_to_the_cap_is_reassembled():
+    out = ws.Decoder(10000).feed(fragments(ws.MAX_FRAGMENTS))
+    assert out == [(ws.OP_TEXT, b"x" * ws.MAX_FRAGMENTS)]
+
+
+@pytest.mark.parametrize("piece", [b"x", b""])
+def test_too_many_fragments_close_with_1009(piece):
+    # Empty fragments add nothing to the size limit but still cost work.
+    with pytest.raises(ws.ProtocolError) as ei:
+        ws.Decoder(10000).feed(fragments(ws.MAX_FRAGMENTS + 1, piece))
+    assert ei.value.code == 1009
+
+
+def test_fragment_size_limit_counts_what_is_held():
+    d = ws.Decoder(10)
+    assert d.feed(raw(0x01, b"12345")) == []
+    assert d.feed(raw(0x80, b"67890")) == [(ws.OP_TEXT, b"1234567890")]
+    d.feed(raw(0x01, b"12345"))
+    with pytest.raises(ws.ProtocolError) as ei:
+        d.feed(raw(0x80, b"678901"))
+    assert ei.value.code == 1009
