@@ -215,23 +215,14 @@ def _cert_set(entry):
             _convert(_chain, entry, "public_parent"))
 
 
-def _users(raw, limits, problems):
+def _entries(section, raw, convert, limits, problems):
+    # {uuid: converted value} for every entry whose id and value are usable.
     out = {}
-    for uuid, hexes in raw.items():
-        where = _where("clients", uuid, problems)
-        digests = where and _user(where, hexes, limits, problems)
-        if digests:
-            out[uuid] = digests
-    return out
-
-
-def _peers(raw, limits, problems):
-    out = {}
-    for uuid, info in raw.items():
-        where = _where("peers", uuid, problems)
-        peer = where and _peer(where, info, limits, problems)
-        if peer:
-            out[uuid] = peer
+    for uuid, value in raw.items():
+        where = _where(section, uuid, problems)
+        kept = where and convert(where, value, limits, problems)
+        if kept:
+            out[uuid] = kept
     return out
 
 
@@ -260,7 +251,7 @@ def parse(obj, limits=None):
     _cap(len(peers), lim["max_peers"], "peers")
     _cap(len(current), lim["max_certs"], "current")
     access = Access(_version(obj.get("version"), problems),
-                    _users(clients, lim, problems),
-                    _peers(peers, lim, problems),
+                    _entries("clients", clients, _user, lim, problems),
+                    _entries("peers", peers, _peer, lim, problems),
                     _certs(current, problems))
     return access, problems

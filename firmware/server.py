@@ -28,6 +28,10 @@ class Server:
 
     def load_tls(self, certs):
         # The first certificate set that loads wins; None when none does.
+        self.tls = None
+        if ssl is None:
+            self.log("this MicroPython has no ssl module: no WSS listener")
+            return
         for i, (cert, key, _parents) in enumerate(certs):
             try:
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -37,11 +41,7 @@ class Server:
                 continue
             self.tls = ctx
             return
-        self.tls = None
-        if ssl is None:
-            self.log("this MicroPython has no ssl module: no WSS listener")
-        else:
-            self.log("no loadable certificate in access.json current[]: no WSS listener")
+        self.log("no loadable certificate in access.json current[]: no WSS listener")
 
     async def start(self):
         if self.tls is not None:
@@ -78,11 +78,17 @@ class Server:
             try:
                 sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
                 sock.setblocking(False)
-            except OSError as e:
-                sock.close()
+            except (OSError, MemoryError) as e:
+                raw.close()
                 self.log("TLS set-up failed (%s)" % e)
                 return
-        conn = Conn(self, raw, sock, reader.get_extra_info("peername"), kind == "wss")
+        try:
+            conn = Conn(self, raw, sock, reader.get_extra_info("peername"), kind == "wss")
+        except MemoryError:  # no room for one more: refuse it like the limit does
+            sock.close()
+            raw.close()
+            self._log_refusal()
+            return
         conn.task = asyncio.current_task()
         self.conns.append(conn)
         self.log("%s connected" % conn.name)
@@ -93,8 +99,8 @@ class Server:
         self.refused += 1
         now = ticks_ms()
         if ticks_diff(now, self.refused_at) >= 1000:
-            self.log("refused %d connection(s): %d open, the maximum"
-                     % (self.refused, len(self.conns)))
+            self.log("refused %d connection(s), %d of %d open"
+                     % (self.refused, len(self.conns), self.cfg["max_connections"]))
             self.refused = 0
             self.refused_at = now
 

@@ -1,6 +1,7 @@
 """Limits and hostile input: every wait bounded, nobody blocks anybody."""
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -30,12 +31,30 @@ def test_connections_over_the_limit_are_refused_before_tls(make_peer):
         start = time.monotonic()
         assert hung_up(extra, 5)  # no TLS byte was needed to be refused
         assert time.monotonic() - start < 2
-        p.wait_log(r"refused \d+ connection\(s\): 2 open, the maximum")
+        p.wait_log(r"refused \d+ connection\(s\), 2 of 2 open")
         assert p.login(a)["error"] is None and p.login(b)["error"] is None
     # slots are given back when clients leave
     time.sleep(0.3)
     with p.connect() as c:
         assert p.login(c)["error"] is None
+
+
+def test_a_flood_of_refused_connections_is_logged_in_summary(make_peer):
+    p = make_peer(max_connections=1)
+    with p.connect():
+        start = time.monotonic()
+        for _ in range(60):
+            s = socket.create_connection(("127.0.0.1", p.cfg["wss_port"]), timeout=5)
+            assert hung_up(s, 5)
+        elapsed = time.monotonic() - start
+    time.sleep(1.2)
+    with p.connect():  # a last refusal after a second reports the rest
+        s = socket.create_connection(("127.0.0.1", p.cfg["wss_port"]), timeout=5)
+        hung_up(s, 5)
+        line = p.wait_log(r"refused (?!1 )\d+ connection")
+    lines = [l for l in p.lines if re.search(r" refused \d+ connection", l)]
+    assert len(lines) <= 2 + elapsed  # one line a second at most
+    assert int(line.split("refused ")[1].split()[0]) > 1
 
 
 def test_silent_client_is_dropped_after_the_handshake_timeout(make_peer):
