@@ -22,8 +22,7 @@ $(VENV)/.installed: requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) -m tools.devdata $(DATA) --port $(PORT)
-	$(MICROPYTHON) main.py --data $(DATA)
+	$(PY) -m tools.demo --dir $(DATA) --port $(PORT)
 
 # Every firmware file through mpy-cross: what the board would load.
 build-host: $(VENV)/.installed

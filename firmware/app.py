@@ -3,7 +3,7 @@ import asyncio
 import gc
 import sys
 
-from firmware import board, store
+from firmware import board, modules, store
 from firmware.hub import VERSION, Hub
 from firmware.log import log
 from firmware.server import Server
@@ -11,8 +11,6 @@ from firmware.switches import Switches
 
 ACCESS_MAX = 65536
 HOUSEKEEPING_S = 60
-# Needed at start-up only: their code leaves the heap once the data is read.
-STARTUP_ONLY = ("config", "access")
 
 
 def load_access(access, path, cfg):
@@ -33,28 +31,33 @@ def load_access(access, path, cfg):
     return data
 
 
+def load_cloud_ca(access, path):
+    # DER of the CA that verifies the cloud, or None (logged).
+    try:
+        with open(path) as f:
+            return access.der_cert(f.read(8192))
+    except (OSError, access.AccessError) as e:
+        log("cloud CA %s unusable (%s): no cloud link" % (path, e))
+        return None
+
+
 def load(folder):
-    # (config, access data), or None when the configuration is unusable.
+    # (config, access data, cloud CA DER or None), or None when the
+    # configuration is unusable.
     from firmware import access, config
 
     try:
         cfg = config.load(folder + "/config.json")
-        return cfg, load_access(access, folder + "/access.json", cfg)
+        ca = None
+        if cfg["cloud_url"] and cfg["cloud_verify"]:
+            ca = load_cloud_ca(access, folder + "/" + cfg["cloud_ca"])
+        return cfg, load_access(access, folder + "/access.json", cfg), ca
     except config.ConfigError as e:
         log(str(e))
         return None
     finally:
-        forget(STARTUP_ONLY)
-
-
-def forget(names):
-    import firmware
-
-    for name in names:
-        sys.modules.pop("firmware." + name, None)
-        if hasattr(firmware, name):
-            delattr(firmware, name)
-    gc.collect()
+        # Needed at start-up (and at a sync) only: their code leaves the heap.
+        modules.drop("config", "access")
 
 
 def data_dir(argv):
@@ -72,13 +75,18 @@ async def housekeeping():
         gc.collect()
 
 
-async def serve(cfg, data, folder):
+async def serve(cfg, data, ca, folder):
     switches = Switches(folder + "/switches.json", log)
     hub = Hub(cfg, data, switches, log)
     server = Server(cfg, hub, log)
-    server.load_tls(data.certs)
+    server.tls = server.tls_context(data.certs)
     data.certs = []  # the TLS context holds its own parsed copy
     await server.start()
+    if cfg["cloud_url"] and (ca or not cfg["cloud_verify"]):
+        from firmware.cloud import CloudLink
+
+        link = CloudLink(cfg, server, ca, folder + "/access.json", log)
+        asyncio.create_task(link.run())
     log("peer %s (serial %s) version %s ready" % (cfg["hub"], cfg["serial"], VERSION))
     await housekeeping()
 
@@ -92,6 +100,6 @@ def main(argv):
     if loaded is None:
         sys.exit(2)
     try:
-        asyncio.run(serve(loaded[0], loaded[1], folder))
+        asyncio.run(serve(loaded[0], loaded[1], loaded[2], folder))
     except KeyboardInterrupt:
         log("stopped")

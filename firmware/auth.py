@@ -31,6 +31,13 @@ class Access:
         self.peers = {} if peers is None else peers
         self.certs = [] if certs is None else certs
 
+    def digests(self, role, ident):
+        # The token digests that let `ident` log in as `role`, or None.
+        if role == "user":
+            return self.clients.get(ident)
+        peer = self.peers.get(ident)
+        return peer.digests if peer else None
+
 
 def _same(a, b):
     # Every byte is visited whatever the mismatch position.
@@ -45,12 +52,12 @@ def _same(a, b):
 _DECOY = (os.urandom(DIGEST_LEN),)
 
 
-def check(digests, token, slots):
-    # Visits `slots` digests whatever the identity holds, so the time taken
-    # tells neither whether the identity exists nor how many tokens it has.
+def check(digests, presented, slots):
+    # Is the presented token digest among `digests`? Visits `slots` digests
+    # whatever the identity holds, so the time taken tells neither whether
+    # the identity exists nor how many tokens it has.
     known = digests is not None and len(digests) > 0
     pool = digests if known else _DECOY
-    presented = digest(token)
     ok = False
     for i in range(max(slots, len(pool))):
         match = _same(pool[i % len(pool)], presented)

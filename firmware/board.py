@@ -1,6 +1,7 @@
 # Everything that differs between an ESP32 and the host. No other firmware
 # module imports machine, network or esp32.
 import gc
+import os
 import sys
 import time
 
@@ -84,3 +85,12 @@ def no_delay(sock):
         sock.setsockopt(getattr(socket, "IPPROTO_TCP", 6), opt or 1, 1)
     except OSError:
         pass
+
+
+def pause_point(step):
+    # A test hook of the host: PEER_PAUSE_AT=<step> freezes the process at
+    # that step of a persist, so a test can kill it there like a power cut.
+    getenv = getattr(os, "getenv", None)  # boards have no environment
+    if getenv and getenv("PEER_PAUSE_AT") == step:
+        sys.stdout.write("paused at %s\n" % step)
+        time.sleep(60)

@@ -20,7 +20,19 @@ DEFAULTS = {
     "login_delay_ms": 250,
     "login_delay_max_ms": 4000,
     "max_tokens_per_user": 16,
+    # The cloud link (off while cloud_url is empty).
+    "cloud_url": "",
+    "cloud_ca": "cloud-ca.pem",
+    "cloud_token": "",
+    "cloud_verify": True,
+    "sync_interval": 3600,
+    "cloud_backoff_max": 60,
+    "cloud_max_message": 32768,
 }
+
+# Keys that may be left empty, and keys that may be longer than an id.
+OPTIONAL = ("cloud_url", "cloud_token")
+LONG = ("cloud_url", "cloud_token", "cloud_ca")
 
 CONFIG_MAX = 8192
 
@@ -31,12 +43,17 @@ class ConfigError(Exception):
 
 def _check(cfg, key, kind):
     value = cfg.get(key)
-    if kind is int:
+    if kind is bool:
+        ok, what = value is True or value is False, "true or false"
+    elif kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        what = "a positive integer"
     else:
-        ok = isinstance(value, str) and 0 < len(value) <= 64
+        least = 0 if key in OPTIONAL else 1
+        most = 256 if key in LONG else 64
+        ok = isinstance(value, str) and least <= len(value) <= most
+        what = "a string" if least == 0 else "a non-empty string"
     if not ok:
-        what = "a positive integer" if kind is int else "a non-empty string"
         raise ConfigError("config.json: '%s' must be %s" % (key, what))
 
 
@@ -61,6 +78,11 @@ def parse(text):
             raise ConfigError("config.json: '%s' must be a port number (1-65535)" % key)
     if cfg["wss_port"] == cfg["ws_port"]:
         raise ConfigError("config.json: 'ws_port' must differ from 'wss_port'")
+    if cfg["cloud_url"]:
+        if not cfg["cloud_url"].startswith("wss://"):
+            raise ConfigError("config.json: 'cloud_url' must be a wss:// URL")
+        if not cfg["cloud_token"]:
+            raise ConfigError("config.json: 'cloud_token' is required with 'cloud_url'")
     return cfg
 
 

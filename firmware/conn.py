@@ -26,6 +26,7 @@ class Conn:
         self.secure = secure
         self.role = None
         self.ident = None
+        self.proof = None  # digest of the token this session logged in with
         self.fails = 0
         self.task = None
         self._after = []
@@ -39,9 +40,9 @@ class Conn:
     def close_after_reply(self, reason):
         self._close_reason = reason
 
-    def kick(self, reason):
+    def kick(self, code, reason):
         # From another task: stop this connection now.
-        self._kick = reason
+        self._kick = (code, reason)
         self.task.cancel()
 
     async def run(self):
@@ -60,8 +61,8 @@ class Conn:
             why = "closed: internal error %s" % type(e).__name__
         finally:
             if self._kick:
-                why = self._kick
-                self._write_close_now(ws.CLOSE_GOING_AWAY, self._kick)
+                why = self._kick[1]
+                self._write_close_now(*self._kick)
             self.sock.close()
             # mbedTLS leaves the TCP socket open after a failed handshake.
             self.raw.close()

@@ -76,13 +76,11 @@ class Hub:
         token = rpc.param(params, "token", str, TOKEN_MAX)
         if conn.role is not None:
             raise rpc.RpcError(*ALREADY)
-        if role == "user":
-            digests = self.access.clients.get(ident)
-        else:
-            peer = self.access.peers.get(ident)
-            digests = peer.digests if peer else None
-        if auth.check(digests, token, self.cfg["max_tokens_per_user"]):
-            conn.role, conn.ident = role, ident
+        digests = self.access.digests(role, ident)
+        proof = auth.digest(token)
+        if auth.check(digests, proof, self.cfg["max_tokens_per_user"]):
+            # The proof is kept to end the session if a sync revokes it.
+            conn.role, conn.ident, conn.proof = role, ident, proof
             self.throttle.succeeded(conn.addr)
             self.log("%s logged in as %s %s" % (conn.name, role, ident))
             return {}

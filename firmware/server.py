@@ -2,7 +2,7 @@
 # insecure access is on. Refuses connections over the limit before any TLS.
 import asyncio
 
-from firmware import board
+from firmware import board, ws
 from firmware.conn import Conn
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
@@ -26,26 +26,38 @@ class Server:
         hub.on_switch = self.on_switch
         hub.conn_count = lambda: len(self.conns)
 
-    def load_tls(self, certs):
-        # The first certificate set that loads wins; None when none does.
-        self.tls = None
+    def tls_context(self, certs):
+        # A server context from the first certificate set that loads, or None.
         if ssl is None:
             self.log("this MicroPython has no ssl module: no WSS listener")
-            return
+            return None
         for i, (cert, key, _parents) in enumerate(certs):
             try:
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 ctx.load_cert_chain(cert, key)
+                return ctx
             except (ValueError, OSError) as e:
-                self.log("access.json current[%d]: certificate or key does not load (%s)" % (i, e))
-                continue
-            self.tls = ctx
-            return
-        self.log("no loadable certificate in access.json current[]: no WSS listener")
+                self.log("access data current[%d]: certificate or key does not load (%s)" % (i, e))
+        self.log("no loadable certificate in the access data current[]")
+        return None
+
+    async def use_access(self, data, tls):
+        # New access data in force: its certificate for new connections (the
+        # listener stays), and sessions whose token it no longer holds end.
+        self.hub.access = data
+        self.tls = tls
+        if "wss" not in self.listeners:
+            await self._listen("wss")
+        for conn in list(self.conns):
+            digests = conn.role and data.digests(conn.role, conn.ident)
+            if conn.role and not (digests and conn.proof in digests):
+                conn.kick(ws.CLOSE_POLICY, "access revoked")
 
     async def start(self):
         if self.tls is not None:
             await self._listen("wss")
+        else:
+            self.log("no WSS listener until a loadable certificate arrives")
         if self.hub.switches.get("insecure"):
             await self._listen("ws")
 
@@ -128,4 +140,4 @@ class Server:
             if conn.task is me:
                 conn.close_after_reply("insecure access disabled")
             else:
-                conn.kick("insecure access disabled")
+                conn.kick(ws.CLOSE_GOING_AWAY, "insecure access disabled")

@@ -21,3 +21,18 @@ def make_peer(tmp_path):
 @pytest.fixture
 def peer(make_peer):
     return make_peer()
+
+
+@pytest.fixture
+def run_folder():
+    """Starts the firmware on data folders written by someone else."""
+    started = []
+
+    def run(folder, users=None, **kw):
+        p = Peer.existing(folder, users)
+        started.append(p)
+        return p.start(**kw)
+
+    yield run
+    for p in started:
+        p.stop()

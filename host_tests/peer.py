@@ -70,6 +70,18 @@ class Peer:
         self.proc = None
         self.lines = []
 
+    @classmethod
+    def existing(cls, folder, users=None):
+        """The firmware on a data folder someone else wrote (nothing written)."""
+        p = cls.__new__(cls)
+        p.folder = str(folder)
+        with open(os.path.join(p.folder, "config.json")) as f:
+            p.cfg = json.load(f)
+        p.users = users or {}
+        p.proc = None
+        p.lines = []
+        return p
+
     @property
     def user(self):
         u = next(iter(self.users))
@@ -82,7 +94,7 @@ class Peer:
     def path(self, name):
         return os.path.join(self.folder, name)
 
-    def start(self, ready="ready", timeout=30):
+    def start(self, ready="ready", timeout=30, env=None):
         args = [MICROPYTHON]
         if os.environ.get("PEER_HEAPSIZE"):
             args += ["-X", "heapsize=" + os.environ["PEER_HEAPSIZE"]]
@@ -90,7 +102,8 @@ class Peer:
         self.lines = []
         self._q = queue.Queue()
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+                                     stderr=subprocess.STDOUT, text=True,
+                                     env=dict(os.environ, **(env or {})))
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
         if ready:
             self.wait_log(ready, timeout)
@@ -118,6 +131,11 @@ class Peer:
                 return line
         raise AssertionError("no log line matching %r; log:\n%s" % (pattern, "\n".join(self.lines)))
 
+    def kill(self):
+        """Like a power cut: no chance to clean up."""
+        self.proc.kill()
+        self.proc.wait()
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -143,8 +161,9 @@ class Peer:
         return connect(self.url(secure), ssl=client_tls() if secure else None, **kw)
 
     def login(self, ws, user=None, token=None):
-        u, t = self.user
-        return call(ws, "hub.offline.login.ui", {"user": user or u, "token": token or t})
+        if user is None:
+            user, token = self.user
+        return call(ws, "hub.offline.login.ui", {"user": user, "token": token})
 
 
 _ids = iter(range(1, 10 ** 9))

@@ -37,27 +37,27 @@ def test_digest_differs_for_different_tokens():
 def test_check_accepts_each_token_among_several(which):
     tokens = ["alpha", "bravo", "charlie"]
     digests = tuple(d(t) for t in tokens)
-    assert auth.check(digests, tokens[which], 16) is True
+    assert auth.check(digests, auth.digest(tokens[which]), 16) is True
 
 
 @pytest.mark.parametrize("token", ["delta", "", "alph", "alphaa", "ALPHA", d("alpha").hex()])
 def test_check_refuses_wrong_token(token):
     digests = (d("alpha"), d("bravo"))
-    assert auth.check(digests, token, 16) is False
+    assert auth.check(digests, auth.digest(token), 16) is False
 
 
 def test_check_finds_a_token_beyond_slots():
     # slots is a minimum of work, never a cap on the tokens looked at
     tokens = ["t%d" % i for i in range(20)]
     digests = tuple(d(t) for t in tokens)
-    assert auth.check(digests, "t19", 16) is True
-    assert auth.check(digests, "t0", 1) is True
+    assert auth.check(digests, auth.digest("t19"), 16) is True
+    assert auth.check(digests, auth.digest("t0"), 1) is True
 
 
 @pytest.mark.parametrize("digests", [None, (), []])
 def test_check_unknown_identity_never_matches(digests):
-    assert auth.check(digests, "anything", 16) is False
-    assert auth.check(digests, "", 16) is False
+    assert auth.check(digests, auth.digest("anything"), 16) is False
+    assert auth.check(digests, auth.digest(""), 16) is False
 
 
 @pytest.mark.parametrize("digests", [None, ()])
@@ -65,8 +65,8 @@ def test_check_unknown_identity_refused_even_if_token_matches_the_decoy(monkeypa
     # The decoy is what an unknown identity is compared against; a token
     # that happens to hash to it must still be refused.
     monkeypatch.setattr(auth, "_DECOY", (d("lucky"),))
-    assert auth.check(digests, "lucky", 16) is False
-    assert auth.check((d("lucky"),), "lucky", 16) is True  # the patch is in effect
+    assert auth.check(digests, auth.digest("lucky"), 16) is False
+    assert auth.check((d("lucky"),), d("lucky"), 16) is True  # the patch is in effect
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def counting(monkeypatch):
 
 def visits(calls, digests, token, slots=16):
     del calls[:]
-    ok = auth.check(digests, token, slots)
+    ok = auth.check(digests, auth.digest(token), slots)
     return ok, len(calls)
 
 
@@ -106,14 +106,14 @@ def test_check_work_does_not_depend_on_identity(counting):
 
 def test_check_compares_every_stored_digest(counting):
     three = (d("a"), d("b"), d("c"))
-    auth.check(three, "x", 16)
+    auth.check(three, auth.digest("x"), 16)
     seen = {a for a, _ in counting}
     assert set(three) <= seen
     assert all(b == d("x") for _, b in counting)  # always the presented token's digest
 
 
 def test_check_unknown_identity_compares_against_the_decoy(counting):
-    auth.check(None, "x", 4)
+    auth.check(None, auth.digest("x"), 4)
     assert len(counting) == 4
     assert all(a == auth._DECOY[0] for a, _ in counting)
 

@@ -6,8 +6,12 @@ import pytest
 from firmware import config
 
 MINIMAL = {"hub": "3f2d1c3e-6a51-4d1e-9b55-1a2b3c4d5e6f", "serial": "70010042"}
-INT_KEYS = sorted(k for k, v in config.DEFAULTS.items() if isinstance(v, int))
-STR_KEYS = sorted(k for k, v in config.DEFAULTS.items() if isinstance(v, str))
+INT_KEYS = sorted(k for k, v in config.DEFAULTS.items()
+                  if isinstance(v, int) and not isinstance(v, bool))
+BOOL_KEYS = sorted(k for k, v in config.DEFAULTS.items() if isinstance(v, bool))
+# Ids and names; the cloud's strings are longer or optional (tested below).
+STR_KEYS = sorted(k for k, v in config.DEFAULTS.items()
+                  if isinstance(v, str) and k not in config.LONG)
 
 
 def parse(obj):
@@ -184,3 +188,22 @@ def test_load_non_utf8_file_is_a_config_error(tmp_path):
     path.write_bytes(b'{"hub": "\xff\xfe", "serial": "1"}')
     with pytest.raises(config.ConfigError):
         config.load(str(path))
+
+
+@pytest.mark.parametrize("key", BOOL_KEYS)
+@pytest.mark.parametrize("value", [1, 0, "true", None])
+def test_bool_key_of_wrong_type_is_named(key, value):
+    assert "'%s'" % key in error_of(with_(**{key: value}))
+
+
+@pytest.mark.parametrize("key", sorted(config.LONG))
+@pytest.mark.parametrize("value", [5, None, "h" * 257])
+def test_long_string_key_of_wrong_type_is_named(key, value):
+    assert "'%s'" % key in error_of(with_(**{key: value}))
+
+
+def test_cloud_url_must_be_wss_and_needs_a_token():
+    assert "'cloud_url'" in error_of(with_(cloud_url="ws://x:1/", cloud_token="t"))
+    assert "'cloud_token'" in error_of(with_(cloud_url="wss://x:1/"))
+    cfg = parse(with_(cloud_url="wss://x:1/", cloud_token="t"))
+    assert cfg["cloud_verify"] is True and cfg["cloud_ca"] == "cloud-ca.pem"

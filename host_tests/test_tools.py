@@ -25,32 +25,6 @@ INFO_KEYS = {"serial", "uuid", "model", "hardware", "firmware", "architecture",
 VOLATILE = {"uptime", "localtime"}
 
 
-class FolderPeer(Peer):
-    """The firmware run on a data folder someone else wrote (no files written)."""
-
-    def __init__(self, folder, users):
-        self.folder = str(folder)
-        with open(os.path.join(self.folder, "config.json")) as f:
-            self.cfg = json.load(f)
-        self.users = users
-        self.proc = None
-        self.lines = []
-
-
-@pytest.fixture
-def run_folder():
-    started = []
-
-    def run(folder, users):
-        p = FolderPeer(folder, users)
-        started.append(p)
-        return p.start()
-
-    yield run
-    for p in started:
-        p.stop()
-
-
 def py(*args, timeout=60):
     """Runs the venv python with args from the repo root."""
     return subprocess.run([sys.executable] + list(args), cwd=ROOT, capture_output=True,

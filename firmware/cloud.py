@@ -1,0 +1,304 @@
+# The link to the cloud endpoint: one WSS client connection, kept up with
+# capped exponential backoff, that keeps the access data current.
+#
+# After the upgrade the peer logs in (cloud.controller.login {hub, token}),
+# then syncs (cloud.access_keys_controller_sync) on connect, whenever the
+# cloud announces a newer version (hub.offline.credentials.updated), and
+# periodically. A result is applied only once all of it is valid; then it is
+# persisted atomically and put in force. The local server never waits on
+# any of this.
+import asyncio
+import json
+import os
+
+from firmware import board, modules, rpc, store, ws
+from firmware.ticks import ticks_add, ticks_diff, ticks_ms
+
+try:
+    import ssl
+except ImportError:
+    ssl = None
+
+BACKOFF_MIN_MS = 1000
+UPDATED = "hub.offline.credentials.updated"
+SYNC = "cloud.access_keys_controller_sync"
+LOGIN = "cloud.controller.login"
+
+
+class LinkError(Exception):
+    pass
+
+
+def parse_url(url):
+    # "wss://host[:port][/path]" -> (host, port, path)
+    rest = url[6:]
+    slash = rest.find("/")
+    hostport, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return hostport, 443, path
+    return host, int(port), path
+
+
+def _jitter(ms, spread):
+    # ms scaled by a random factor in [1 - spread, 1]
+    r = int.from_bytes(os.urandom(2), "big") / 65535
+    return int(ms * (1 - spread * r))
+
+
+class CloudLink:
+    def __init__(self, cfg, server, ca_der, access_path, log):
+        self.cfg = cfg
+        self.server = server
+        self.hub = server.hub
+        self.ca_der = ca_der
+        self.path = access_path
+        self.log = log
+        self.host, self.port, self.url_path = parse_url(cfg["cloud_url"])
+        self.failures = 0
+        self.ids = 0
+        self.stream = None
+        self.decoder = None
+        self.pending = []  # decoded frames not yet handled
+        self.buf = bytearray(512)
+        self.wanted = None  # a version the cloud announced that we lack
+
+    # ---- the life of the link
+
+    async def run(self):
+        if not self.cfg["cloud_verify"]:
+            self.log("WARNING: cloud_verify is false: the cloud's certificate is NOT checked")
+        while True:
+            try:
+                await self._session()
+            except (OSError, ValueError, EOFError, LinkError, asyncio.TimeoutError) as e:
+                self.log("cloud link down: %s" % _reason(e))
+            finally:
+                self._close()
+            cap = self.cfg["cloud_backoff_max"] * 1000
+            delay = min(cap, BACKOFF_MIN_MS << min(self.failures, 16))
+            self.failures += 1
+            await asyncio.sleep_ms(_jitter(delay, 0.5))
+
+    async def _session(self):
+        await self._connect()
+        reply = await self._call(LOGIN, {"hub": self.cfg["hub"], "token": self.cfg["cloud_token"]})
+        if reply.get("error"):
+            raise LinkError("login refused (%s)" % _error_data(reply))
+        self.failures = 0
+        self.log("cloud link up: %s:%d" % (self.host, self.port))
+        next_sync = ticks_ms()  # at once on connect
+        while True:
+            if self.wanted is not None or ticks_diff(next_sync, ticks_ms()) <= 0:
+                ok = await self._sync()
+                wait = self.cfg["sync_interval"] * 1000 if ok else self.cfg["cloud_backoff_max"] * 1000
+                next_sync = ticks_add(ticks_ms(), _jitter(wait, 0.1))
+            msg = await self._receive(max(ticks_diff(next_sync, ticks_ms()), 1))
+            if msg is not None:
+                await self._request(msg)
+
+    async def _connect(self):
+        # TCP, TLS (verified against the configured CA), then the upgrade.
+        timeout = self.cfg["handshake_timeout"] * 1000
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if self.cfg["cloud_verify"]:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cadata=self.ca_der)
+        else:
+            ctx.verify_mode = ssl.CERT_NONE
+        self.stream = (await asyncio.wait_for_ms(
+            asyncio.open_connection(self.host, self.port, ssl=ctx, server_hostname=self.host),
+            timeout))[0]
+        key = ws.new_key()
+        await self._send(ws.client_request("%s:%d" % (self.host, self.port), self.url_path, key))
+        head = bytearray()
+        deadline = ticks_add(ticks_ms(), timeout)
+        while True:
+            chunk = await self._read(ticks_diff(deadline, ticks_ms()))
+            if not chunk:
+                raise LinkError("upgrade timed out")
+            head.extend(chunk)
+            end = ws.head_complete(head)
+            if end >= 0:
+                break
+        try:
+            ws.check_response(head[:end], key)
+        except ws.HandshakeError as e:
+            raise LinkError("upgrade refused: %d %s" % (e.status, e.reason))
+        self.decoder = ws.Decoder(self.cfg["cloud_max_message"], client=True)
+        self.pending = self.decoder.feed(bytes(head[end:]))
+
+    def _close(self):
+        if self.stream is not None:
+            try:
+                self.stream.s.close()
+            except OSError:
+                pass
+        self.stream = None
+
+    # ---- frames and messages
+
+    async def _read(self, wait_ms):
+        # Bytes read, or b"" when wait_ms passes first.
+        deadline = ticks_add(ticks_ms(), wait_ms)
+        while True:
+            left = ticks_diff(deadline, ticks_ms())
+            if left <= 0:
+                return b""
+            try:
+                n = await asyncio.wait_for_ms(self.stream.readinto(self.buf), left)
+            except asyncio.TimeoutError:
+                return b""
+            if n == 0:
+                raise EOFError
+            if n is not None:
+                return bytes(memoryview(self.buf)[:n])
+
+    async def _send(self, data):
+        self.stream.write(data)
+        await asyncio.wait_for_ms(self.stream.drain(), self.cfg["write_timeout"] * 1000)
+
+    async def _send_json(self, obj):
+        await self._send(ws.encode(ws.OP_TEXT, json.dumps(obj), mask=True))
+
+    async def _receive(self, wait_ms):
+        # The next JSON message, or None when wait_ms passes first. A cloud
+        # silent for idle_timeout (its pings count) is taken for dead.
+        deadline = ticks_add(ticks_ms(), max(wait_ms, 1))
+        idle_by = ticks_add(ticks_ms(), self.cfg["idle_timeout"] * 1000)
+        while True:
+            while self.pending:
+                op, payload = self.pending.pop(0)
+                msg = await self._frame(op, payload)
+                if msg is not None:
+                    return msg
+            now = ticks_ms()
+            if ticks_diff(idle_by, now) <= 0:
+                raise LinkError("cloud silent for %d s" % self.cfg["idle_timeout"])
+            left = min(ticks_diff(deadline, now), ticks_diff(idle_by, now))
+            if left <= 0:
+                return None
+            data = await self._read(left)
+            if data:
+                idle_by = ticks_add(ticks_ms(), self.cfg["idle_timeout"] * 1000)
+                try:
+                    self.pending = self.decoder.feed(data)
+                except ws.ProtocolError as e:
+                    raise LinkError("protocol error from the cloud: %s" % e.reason)
+
+    async def _frame(self, op, payload):
+        if op == ws.OP_PING:
+            await self._send(ws.encode(ws.OP_PONG, payload, mask=True))
+        elif op == ws.OP_CLOSE:
+            raise LinkError("closed by the cloud")
+        elif op == ws.OP_TEXT:
+            try:
+                msg = json.loads(payload)
+            except Exception:  # ValueError, or MemoryError on absurd input
+                raise LinkError("malformed JSON from the cloud")
+            if isinstance(msg, dict):
+                return msg
+            raise LinkError("a message from the cloud is not an object")
+        elif op == ws.OP_BINARY:
+            raise LinkError("binary message from the cloud")
+        return None
+
+    async def _call(self, method, params, api=None):
+        # Sends a request and returns its reply; requests that arrive from
+        # the cloud meanwhile are answered on the way.
+        self.ids += 1
+        rid = "p%d" % self.ids
+        req = {"id": rid, "method": method, "params": params}
+        if api:
+            req["api"] = api
+        await self._send_json(req)
+        deadline = ticks_add(ticks_ms(), self.cfg["write_timeout"] * 1000)
+        while True:
+            msg = await self._receive(ticks_diff(deadline, ticks_ms()))
+            if msg is None:
+                raise LinkError("no reply to %s" % method)
+            if "method" in msg and "result" not in msg and "error" not in msg:
+                await self._request(msg)
+            elif msg.get("id") == rid:
+                return msg
+
+    async def _request(self, msg):
+        # A request from the cloud: only the credentials announcement.
+        method = msg.get("method")
+        rid = msg.get("id")
+        if method != UPDATED:
+            err = rpc.RpcError(rpc.METHOD_NOT_FOUND, "Method not found", "rpc.method.notfound")
+            await self._send(ws.encode(ws.OP_TEXT, rpc.error(rid, method, err), mask=True))
+            return
+        try:
+            params = msg.get("params")
+            version = rpc.param(params if isinstance(params, dict) else {}, "newVersion", int)
+        except rpc.RpcError as e:
+            await self._send(ws.encode(ws.OP_TEXT, rpc.error(rid, method, e), mask=True))
+            return
+        await self._send(ws.encode(ws.OP_TEXT, rpc.result(rid, method, {}), mask=True))
+        current = self.hub.access.version
+        if current is None or version > current:
+            self.wanted = version
+
+    # ---- sync
+
+    async def _sync(self):
+        # True when the data is current afterwards.
+        current = self.hub.access.version
+        params = {} if current is None else {"version": current}
+        reply = await self._call(SYNC, params, api="3")
+        if reply.get("error") or not isinstance(reply.get("result"), dict):
+            self.log("cloud sync refused by the cloud (%s)" % _error_data(reply))
+            return False
+        why = await self._apply(reply["result"])
+        if why:
+            self.log("cloud sync: data refused, keeping version %s: %s" % (current, why))
+            return False
+        if self.wanted is not None and self.hub.access.version >= self.wanted:
+            self.wanted = None
+        return True
+
+    async def _apply(self, result):
+        # Returns why the result was refused, or None once it is in force.
+        from firmware import access
+
+        try:
+            data, problems = access.parse(result, {"max_tokens_per_user": self.cfg["max_tokens_per_user"]})
+        except access.AccessError as e:
+            return str(e)
+        finally:
+            modules.drop("access")
+        if problems:
+            return "%d problem(s), first: %s" % (len(problems), problems[0])
+        current = self.hub.access.version
+        if data.version is None:
+            return "no version"
+        if current is not None and data.version < current:
+            return "version %d is older than %d (rollback)" % (data.version, current)
+        if data.version == current:
+            self.wanted = None
+            return None
+        tls = self.server.tls_context(data.certs)
+        if tls is None:
+            return "no certificate set loads"
+        data.certs = []  # the TLS context holds its own parsed copy
+        try:
+            store.write_json(self.path, result, board.pause_point)
+        except OSError as e:
+            return "cannot persist (%s)" % e
+        await self.server.use_access(data, tls)
+        self.log("access data version %d in force: %d user(s), %d peer(s)"
+                 % (data.version, len(data.clients), len(data.peers)))
+        return None
+
+
+def _error_data(reply):
+    err = reply.get("error")
+    return err.get("data") if isinstance(err, dict) else "no result"
+
+
+def _reason(e):
+    # Exception text for the log (mbedTLS wraps its own in newlines); errors
+    # here never carry secrets.
+    return str(e).strip() or type(e).__name__

@@ -1,0 +1,122 @@
+"""Runs the real lab cloud (tools/labcloud) as a subprocess for end-to-end
+tests, and provisions controllers from it."""
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from websockets.sync.server import serve
+
+from host_tests.peer import ROOT, free_port
+from tools.labcloud import db as lab
+
+
+class Lab:
+    def __init__(self, folder):
+        self.folder = str(folder)
+        self.path = os.path.join(self.folder, "lab.db")
+        self.port = free_port()
+        os.makedirs(self.folder, exist_ok=True)
+        lab.init(self.path, port=self.port)
+        self.db = lab.open_db(self.path)
+        self.proc = None
+        self.lines = []
+
+    def start(self, *extra):
+        self._q = queue.Queue()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tools.labcloud", self.path, "serve"] + list(extra),
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        self.wait_log("listening")
+        return self
+
+    def _pump(self, proc):
+        for line in proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self._q.put(line)
+
+    def wait_log(self, pattern, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if re.search(pattern, self._q.get(timeout=0.1)):
+                    return
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+        raise AssertionError("lab cloud: no %r; log:\n%s" % (pattern, "\n".join(self.lines)))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def controller(self, name="peer", **folder_cfg):
+        """A new controller provisioned into a data folder: (uuid, folder)."""
+        uuid, _serial = lab.add_controller(self.db)
+        folder = os.path.join(self.folder, name)
+        lab.provision(self.db, uuid, folder, wss_port=free_port(), ws_port=free_port())
+        if folder_cfg:
+            path = os.path.join(folder, "config.json")
+            with open(path) as f:
+                cfg = json.load(f)
+            cfg.update(folder_cfg)
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+        return uuid, folder
+
+
+class FakeCloud:
+    """A misbehaving cloud: logs controllers in, then answers every sync with
+    reply(request) -> text, or None to cut the connection instead. It uses
+    the lab's server certificate, so the firmware trusts it."""
+
+    def __init__(self, lab_db, reply):
+        self.reply = reply
+        self.port = free_port()
+        self.syncs = 0
+        pem = lab.meta(lab_db, "server_cert") + lab.meta(lab_db, "server_key")
+        self._dir = tempfile.mkdtemp()
+        path = os.path.join(self._dir, "server.pem")
+        with open(path, "w") as f:
+            f.write(pem)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(path)
+        self.server = serve(self._handle, "127.0.0.1", self.port, ssl=ctx)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return "wss://127.0.0.1:%d/" % self.port
+
+    def _handle(self, ws):
+        for text in ws:
+            req = json.loads(text)
+            if "method" not in req or "result" in req:
+                continue  # a reply to something we sent
+            if req["method"] != "cloud.access_keys_controller_sync":
+                ws.send(json.dumps({"id": req["id"], "method": req["method"],
+                                    "error": None, "result": {}}))
+                continue
+            self.syncs += 1
+            answer = self.reply(req)
+            if answer is None:
+                ws.socket.shutdown(socket.SHUT_RDWR)
+                return
+            ws.send(answer)
+
+    def close(self):
+        self.server.shutdown()

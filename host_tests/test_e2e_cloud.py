@@ -1,0 +1,222 @@
+"""The cloud link: the real firmware under MicroPython, the real lab cloud,
+real TLS on both sides."""
+import json
+import os
+import ssl
+import socket
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from host_tests.cloud import FakeCloud, Lab
+from host_tests.peer import call, client_tls, free_port
+from tools.labcloud import db as lab
+
+BADPASS = "user.login.badpassword"
+
+
+@pytest.fixture
+def cloud(tmp_path):
+    c = Lab(tmp_path / "cloud").start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def linked(cloud, run_folder):
+    """A controller provisioned by the lab cloud, running, its link up."""
+    uuid, folder = cloud.controller(sync_interval=3600)
+    peer = run_folder(folder)
+    peer.wait_log("cloud link up")
+    return uuid, peer
+
+
+def eventually(check, timeout=5.0):
+    """Polls check() until it returns a true value; returns that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def login_error(peer, user, token):
+    with peer.connect() as ws:
+        return call(ws, "hub.offline.login.ui", {"user": user, "token": token})["error"]
+
+
+def test_a_user_added_in_the_cloud_logs_in_without_a_restart(cloud, linked):
+    uuid, peer = linked
+    user, token = lab.add_user(cloud.db, uuid)
+    assert eventually(lambda: login_error(peer, user, token) is None)
+    peer.wait_log("access data version 2 in force: 1 user")
+    with open(peer.path("access.json")) as f:
+        assert json.load(f)["version"] == 2  # persisted
+
+
+def test_removing_a_user_closes_its_session_and_refuses_it(cloud, linked):
+    uuid, peer = linked
+    user, token = lab.add_user(cloud.db, uuid)
+    other, other_token = lab.add_user(cloud.db, uuid)
+    assert eventually(lambda: login_error(peer, other, other_token) is None)
+    with peer.connect() as gone, peer.connect() as stays:
+        assert peer.login(gone, user, token)["error"] is None
+        assert peer.login(stays, other, other_token)["error"] is None
+        lab.remove_user(cloud.db, uuid, user)
+        with pytest.raises(ConnectionClosed) as closed:
+            gone.recv(timeout=10)
+        assert closed.value.rcvd.code == 1008
+        assert call(stays, "hub.info.get")["error"] is None
+    assert login_error(peer, user, token)["data"] == BADPASS
+
+
+def presented_cert(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        with client_tls().wrap_socket(s) as t:
+            return t.getpeercert(binary_form=True)
+
+
+def test_a_rotated_certificate_is_served_to_new_connections(cloud, linked):
+    uuid, peer = linked
+    port = peer.cfg["wss_port"]
+    before = presented_cert(port)
+    with peer.connect() as kept:
+        lab.rotate_cert(cloud.db, uuid)
+        peer.wait_log("access data version 2 in force")
+        after = presented_cert(port)
+        assert after != before
+        pem = lab.access_data(cloud.db, uuid)["current"][0]["certificate"]
+        assert after == ssl.PEM_cert_to_DER_cert(pem)
+        assert call(kept, "hub.info.get")["error"] is None  # the listener stayed
+
+
+def test_periodic_sync_finds_a_change_nobody_announced(cloud, run_folder, tmp_path):
+    uuid, folder = cloud.controller(sync_interval=2)
+    cloud.stop()
+    cloud.start("--no-push")  # a cloud whose announcements are lost
+    peer = run_folder(folder)
+    peer.wait_log("cloud link up")
+    user, token = lab.add_user(cloud.db, uuid)
+    assert eventually(lambda: login_error(peer, user, token) is None, timeout=8)
+    assert not [line for line in cloud.lines if "push" in line]
+
+
+def test_the_link_comes_back_after_the_cloud_restarts(cloud, linked):
+    uuid, peer = linked
+    cloud.stop()
+    peer.wait_log("cloud link down")
+    user, token = lab.add_user(cloud.db, uuid)  # made while the cloud is away
+    cloud.start()
+    assert eventually(lambda: login_error(peer, user, token) is None, timeout=15)
+
+
+def test_a_cloud_certificate_from_another_ca_is_refused(cloud, run_folder, tmp_path):
+    uuid, folder = cloud.controller()
+    other = Lab(tmp_path / "other")
+    with open(os.path.join(folder, "cloud-ca.pem"), "w") as f:
+        f.write(lab.meta(other.db, "ca_cert"))
+    with open(os.path.join(folder, "access.json"), "rb") as f:
+        stored = f.read()
+    lab.add_user(cloud.db, uuid)
+    peer = run_folder(folder)
+    line = peer.wait_log("cloud link down")
+    assert "signed" in line or "certificate" in line.lower()
+    assert not [l for l in peer.lines if "cloud link up" in l or "in force" in l]
+    with open(os.path.join(folder, "access.json"), "rb") as f:
+        assert f.read() == stored
+
+
+def test_a_peer_booting_while_the_cloud_is_down_serves_its_stored_data(cloud, run_folder):
+    uuid, _ = cloud.controller("first")
+    user, token = lab.add_user(cloud.db, uuid)
+    folder = os.path.join(cloud.folder, "second")
+    lab.provision(cloud.db, uuid, folder, wss_port=free_port(), ws_port=free_port())
+    cloud.stop()
+    peer = run_folder(folder, {user: [token]})
+    peer.wait_log("cloud link down")
+    assert login_error(peer, user, token) is None
+
+
+def sync_reply(req, result=None, error=None):
+    return json.dumps({"id": req["id"], "method": req["method"], "error": error,
+                       "result": result})
+
+
+def changed(base, **change):
+    data = dict(base)
+    data.update(change)
+    return data
+
+
+# Not a certificate, though canonical base64 in a CERTIFICATE block.
+JUNK_CERT = "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n"
+
+# case: (reply to a sync given the valid data and the request, log line expected)
+BAD_CLOUDS = {
+    "malformed JSON": (lambda base, req: '{"id": "%s", "result": {' % req["id"],
+                       "malformed JSON"),
+    "wrong types": (lambda base, req: sync_reply(req, changed(base, clients=[], version=9)),
+                    "clients: wrong type"),
+    "a bad digest": (lambda base, req: sync_reply(req, changed(
+        base, clients={"6a1c7d4e-0000-4000-8000-000000000001": ["zz" * 32]}, version=9)),
+        "not a SHA-256 hex digest"),
+    "a certificate that does not load": (lambda base, req: sync_reply(req, changed(
+        base, current=[dict(base["current"][0], certificate=JUNK_CERT)], version=9)),
+        "no certificate set loads"),
+    "a rollback": (lambda base, req: sync_reply(req, changed(base, version=0)), "rollback"),
+    "an oversized message": (lambda base, req: sync_reply(req, changed(
+        base, version=9, padding="x" * 40000)), "too big"),
+    "an error reply": (lambda base, req: sync_reply(
+        req, error={"code": -32500, "message": "Down", "data": "cloud.down"}), "cloud.down"),
+    "a link dropped mid-sync": (lambda base, req: None, "cloud link down"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CLOUDS))
+def test_bad_input_from_the_cloud_leaves_data_and_server_intact(cloud, run_folder, case):
+    make, reason = BAD_CLOUDS[case]
+    uuid, folder = cloud.controller()
+    user, token = lab.add_user(cloud.db, uuid)
+    lab.provision(cloud.db, uuid, folder, wss_port=free_port(), ws_port=free_port(), force=True)
+    base = lab.access_data(cloud.db, uuid)
+    fake = FakeCloud(cloud.db, lambda req: make(base, req))
+    try:
+        with open(os.path.join(folder, "config.json")) as f:
+            cfg = json.load(f)
+        cfg.update(cloud_url=fake.url, cloud_backoff_max=1)
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        with open(os.path.join(folder, "access.json"), "rb") as f:
+            stored = f.read()
+        peer = run_folder(folder)
+        peer.wait_log(reason)
+        assert eventually(lambda: fake.syncs >= 2, timeout=10)  # retried later
+        with open(os.path.join(folder, "access.json"), "rb") as f:
+            assert f.read() == stored
+        assert login_error(peer, user, token) is None
+        assert not [l for l in peer.lines if "in force" in l]
+    finally:
+        fake.close()
+
+
+@pytest.mark.parametrize("step,new", [
+    ("tmp_written", False), ("prev_removed", False), ("current_moved", False), ("done", True),
+])
+def test_a_power_cut_while_persisting_leaves_the_old_or_the_new_data(cloud, run_folder, step, new):
+    uuid, folder = cloud.controller()
+    old_user, old_token = lab.add_user(cloud.db, uuid)
+    lab.provision(cloud.db, uuid, folder, wss_port=free_port(), ws_port=free_port(), force=True)
+    peer = run_folder(folder, env={"PEER_PAUSE_AT": step})
+    peer.wait_log("cloud link up")
+    new_user, new_token = lab.add_user(cloud.db, uuid)
+    peer.wait_log("paused at " + step)
+    peer.kill()
+    cloud.stop()  # the restarted peer shows what it kept, nothing more
+    peer.start()
+    assert login_error(peer, old_user, old_token) is None  # never nothing
+    new_served = login_error(peer, new_user, new_token) is None
+    assert new_served is new  # whole versions only
+    fell_back = [l for l in peer.lines if "previous copy" in l]
+    assert bool(fell_back) is (step == "current_moved")

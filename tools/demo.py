@@ -1,0 +1,95 @@
+"""`make run`: the lab cloud and one peer provisioned from it, together.
+
+    python -m tools.demo [--dir var] [--port 17000] [--cloud-port 17443]
+
+On the first run it creates DIR/lab.db (the lab cloud), a controller with a
+demo user (the token is printed once) and the peer's data folder DIR/peer;
+later runs reuse them. Both programs log to this terminal; Ctrl-C stops both.
+"""
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tools.labcloud import db as lab
+
+MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(
+    os.path.dirname(sys.executable), "micropython")
+
+
+def setup(folder, port, cloud_port):
+    """Creates the lab and the peer's folder if missing; returns (lab path,
+    controller uuid, demo user, token or None when made before)."""
+    path = os.path.join(folder, "lab.db")
+    peer = os.path.join(folder, "peer")
+    if os.path.exists(path) and os.path.exists(peer):
+        db = lab.open_db(path)
+        uuid = lab.summary(db)[0][0]
+        with open(os.path.join(folder, "demo-user.txt")) as f:
+            return path, uuid, f.read().strip(), None
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    if os.path.exists(path):
+        os.remove(path)
+    db = lab.init(path, "127.0.0.1", cloud_port)
+    uuid, _serial = lab.add_controller(db)
+    user, token = lab.add_user(db, uuid)
+    lab.provision(db, uuid, peer, "127.0.0.1", port, port + 1, force=True)
+    with open(os.path.join(folder, "demo-user.txt"), "w") as f:
+        f.write(user + "\n")
+    return path, uuid, user, token
+
+
+def tell(path, uuid, user, token, port):
+    if token:
+        print("Demo user %s; its token is shown only now: %s" % (user, token))
+    else:
+        token = "TOKEN"
+        print("Demo user %s (TOKEN: the token printed when %s was made)."
+              % (user, os.path.dirname(path)))
+    print("Try it from another terminal once the peer says 'cloud link up':")
+    print("  make client ARGS='wss://127.0.0.1:%d --no-verify --user %s --token %s hub.info.get'"
+          % (port, user, token))
+    print("Add a user while both run, then log in with the token it prints:")
+    print("  .venv/bin/python -m tools.labcloud %s add-user %s" % (path, uuid))
+    sys.stdout.flush()
+
+
+def run(path, folder):
+    cloud = subprocess.Popen([sys.executable, "-m", "tools.labcloud", path, "serve"])
+    time.sleep(1)  # the cloud first: the peer's first link attempt then succeeds
+    peer = subprocess.Popen([MICROPYTHON, "main.py", "--data", folder])
+    try:
+        while cloud.poll() is None and peer.poll() is None:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in (peer, cloud):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in (peer, cloud):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", default="var")
+    ap.add_argument("--port", type=int, default=17000)
+    ap.add_argument("--cloud-port", type=int, default=17443)
+    args = ap.parse_args(argv)
+    path, uuid, user, token = setup(args.dir, args.port, args.cloud_port)
+    with open(os.path.join(args.dir, "peer", "config.json")) as f:
+        port = json.load(f)["wss_port"]
+    tell(path, uuid, user, token, port)
+    return run(path, os.path.join(args.dir, "peer"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

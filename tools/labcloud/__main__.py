@@ -1,0 +1,5 @@
+import sys
+
+from tools.labcloud.cli import main
+
+sys.exit(main())
