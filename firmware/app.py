@@ -1,13 +1,12 @@
 # Start-up: read the data folder, build the hub and the server, run forever.
+# The data is read before the server's modules are imported: parsing it is
+# the start-up's peak, and the heap is then emptiest.
 import asyncio
 import gc
 import sys
 
-from firmware import board, modules, store
-from firmware.hub import VERSION, Hub
-from firmware.log import log
-from firmware.server import Server
-from firmware.switches import Switches
+from firmware import board, store
+from firmware.board import log
 
 ACCESS_MAX = 65536
 HOUSEKEEPING_S = 60
@@ -57,7 +56,7 @@ def load(folder):
         return None
     finally:
         # Needed at start-up (and at a sync) only: their code leaves the heap.
-        modules.drop("config", "access")
+        board.unload("config", "access")
 
 
 def data_dir(argv):
@@ -75,7 +74,24 @@ async def housekeeping():
         gc.collect()
 
 
+def start_cloud(cfg, server, ca, folder):
+    # The local server runs on without the link when the heap is too small.
+    try:
+        from firmware.cloud import CloudLink
+
+        link = CloudLink(cfg, server, ca, folder + "/access.json", log)
+    except MemoryError:
+        board.unload("cloud")
+        log("no cloud link: not enough memory for it (see README, Memory)")
+        return
+    asyncio.create_task(link.run())
+
+
 async def serve(cfg, data, ca, folder):
+    from firmware.hub import VERSION, Hub
+    from firmware.server import Server
+    from firmware.switches import Switches
+
     switches = Switches(folder + "/switches.json", log)
     hub = Hub(cfg, data, switches, log)
     server = Server(cfg, hub, log)
@@ -83,19 +99,14 @@ async def serve(cfg, data, ca, folder):
     data.certs = []  # the TLS context holds its own parsed copy
     await server.start()
     if cfg["cloud_url"] and (ca or not cfg["cloud_verify"]):
-        from firmware.cloud import CloudLink
-
-        link = CloudLink(cfg, server, ca, folder + "/access.json", log)
-        asyncio.create_task(link.run())
+        start_cloud(cfg, server, ca, folder)
+    gc.collect()  # start serving with the set-up's garbage gone
     log("peer %s (serial %s) version %s ready" % (cfg["hub"], cfg["serial"], VERSION))
     await housekeeping()
 
 
 def main(argv):
     folder = data_dir(argv)
-    # Loading the modules left garbage behind; the access data needs
-    # contiguous blocks of a small heap.
-    gc.collect()
     loaded = load(folder)
     if loaded is None:
         sys.exit(2)

@@ -94,3 +94,21 @@ def pause_point(step):
     if getenv and getenv("PEER_PAUSE_AT") == step:
         sys.stdout.write("paused at %s\n" % step)
         time.sleep(60)
+
+
+def log(msg):
+    # One line per event on the console. Callers never pass secrets here.
+    t = time.gmtime()
+    sys.stdout.write("%02d:%02d:%02d %s\n" % (t[3], t[4], t[5], msg))
+
+
+def unload(*names):
+    # Code needed only now and then (parsing at start-up and at a sync)
+    # leaves the heap between uses; the next import loads it again.
+    import firmware
+
+    for name in names:
+        sys.modules.pop("firmware." + name, None)
+        if hasattr(firmware, name):
+            delattr(firmware, name)
+    gc.collect()

@@ -8,10 +8,11 @@
 # persisted atomically and put in force. The local server never waits on
 # any of this.
 import asyncio
+import gc
 import json
 import os
 
-from firmware import board, modules, rpc, store, ws
+from firmware import board, rpc, store, ws
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 try:
@@ -62,6 +63,9 @@ class CloudLink:
         self.pending = []  # decoded frames not yet handled
         self.buf = bytearray(512)
         self.wanted = None  # a version the cloud announced that we lack
+        # Made once, while the heap is young: it needs a few KB in one piece.
+        gc.collect()
+        self.tls = self._tls_context()
 
     # ---- the life of the link
 
@@ -73,8 +77,11 @@ class CloudLink:
                 await self._session()
             except (OSError, ValueError, EOFError, LinkError, asyncio.TimeoutError) as e:
                 self.log("cloud link down: %s" % _reason(e))
+            except Exception as e:  # MemoryError, or a bug: the link must live on
+                self.log("cloud link down: %s" % type(e).__name__)
             finally:
                 self._close()
+                gc.collect()
             cap = self.cfg["cloud_backoff_max"] * 1000
             delay = min(cap, BACKOFF_MIN_MS << min(self.failures, 16))
             self.failures += 1
@@ -97,17 +104,20 @@ class CloudLink:
             if msg is not None:
                 await self._request(msg)
 
-    async def _connect(self):
-        # TCP, TLS (verified against the configured CA), then the upgrade.
-        timeout = self.cfg["handshake_timeout"] * 1000
+    def _tls_context(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if self.cfg["cloud_verify"]:
             ctx.verify_mode = ssl.CERT_REQUIRED
             ctx.load_verify_locations(cadata=self.ca_der)
         else:
             ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    async def _connect(self):
+        # TCP, TLS (verified against the configured CA), then the upgrade.
+        timeout = self.cfg["handshake_timeout"] * 1000
         self.stream = (await asyncio.wait_for_ms(
-            asyncio.open_connection(self.host, self.port, ssl=ctx, server_hostname=self.host),
+            asyncio.open_connection(self.host, self.port, ssl=self.tls, server_hostname=self.host),
             timeout))[0]
         key = ws.new_key()
         await self._send(ws.client_request("%s:%d" % (self.host, self.port), self.url_path, key))
@@ -251,7 +261,8 @@ class CloudLink:
         if reply.get("error") or not isinstance(reply.get("result"), dict):
             self.log("cloud sync refused by the cloud (%s)" % _error_data(reply))
             return False
-        why = await self._apply(reply["result"])
+        started = ticks_ms()
+        why = await self._apply(reply["result"], started)
         if why:
             self.log("cloud sync: data refused, keeping version %s: %s" % (current, why))
             return False
@@ -259,7 +270,7 @@ class CloudLink:
             self.wanted = None
         return True
 
-    async def _apply(self, result):
+    async def _apply(self, result, started):
         # Returns why the result was refused, or None once it is in force.
         from firmware import access
 
@@ -268,7 +279,7 @@ class CloudLink:
         except access.AccessError as e:
             return str(e)
         finally:
-            modules.drop("access")
+            board.unload("access")
         if problems:
             return "%d problem(s), first: %s" % (len(problems), problems[0])
         current = self.hub.access.version
@@ -288,8 +299,9 @@ class CloudLink:
         except OSError as e:
             return "cannot persist (%s)" % e
         await self.server.use_access(data, tls)
-        self.log("access data version %d in force: %d user(s), %d peer(s)"
-                 % (data.version, len(data.clients), len(data.peers)))
+        self.log("access data version %d in force: %d user(s), %d peer(s) in %d ms"
+                 % (data.version, len(data.clients), len(data.peers),
+                    ticks_diff(ticks_ms(), started)))
         return None
 
 

@@ -6,7 +6,7 @@ import gc
 from firmware import board, ws
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
-READ_CHUNK = 512
+READ_CHUNK = 256
 LINGER_MS = 500
 LINGER_BYTES = 16384
 

@@ -253,7 +253,8 @@ def test_provision_writes_a_private_data_folder(capsys, lab, tmp_path):
     assert (folder / "cloud-ca.pem").read_text() == labcloud.db.meta(db, "ca_cert")
 
     status, _, err = run(capsys, path, "provision", hub, folder)
-    assert status == 1 and "use --force" in err and read_json(folder / "config.json")["cloud_token"] == secret
+    assert status == 1 and "use --force" in err
+    assert read_json(folder / "config.json")["cloud_token"] == secret
     assert run(capsys, path, "provision", hub, folder, "--force")[0] == 0
     renewed = read_json(folder / "config.json")["cloud_token"]
     assert renewed != secret and labcloud.check_secret(db, hub, renewed)
@@ -315,7 +316,8 @@ def test_cli_errors_exit_non_zero_with_one_clear_line(capsys, lab, tmp_path):
     db, path = lab
     hub, _ = labcloud.add_controller(db, kind="ec")
     done = run_process(path, "add-user", "70019999")
-    assert (done.returncode, done.stdout, done.stderr) == (1, "", "error: unknown controller '70019999'\n")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "error: unknown controller '70019999'\n"
     cases = [
         (["remove-user", hub, str(uuidlib.uuid4())], "error: controller %s has no user" % hub),
         (["add-user", hub, "--user", "bob"], "error: --user 'bob' is not a UUID"),
@@ -325,8 +327,9 @@ def test_cli_errors_exit_non_zero_with_one_clear_line(capsys, lab, tmp_path):
     for args, message in cases:
         status, out, err = run(capsys, path, *args)
         assert (status, out) == (1, "") and err.startswith(message) and err.count("\n") == 1, args
-    status, _, err = run(capsys, tmp_path / "missing.db", "show")
-    assert status == 1 and err == "error: no database at %s (run init first)\n" % (tmp_path / "missing.db")
+    missing = tmp_path / "missing.db"
+    status, _, err = run(capsys, missing, "show")
+    assert status == 1 and err == "error: no database at %s (run init first)\n" % missing
 
 
 # ---------------------------------------------------------------- serve
@@ -460,15 +463,17 @@ def test_sync_returns_the_full_access_data(cloud):
     labcloud.link(cloud.db, hub, other)
     with open_ws(cloud) as ws:
         login(ws, hub, secret)
-        reply = request(ws, SYNC, {"version": 1}, rid="s1")
+        assert request(ws, SYNC, {"version": "1"})["error"]["data"] == "rpc.params.invalid"
+        reply = request(ws, SYNC, {"Version": 1}, rid="s1")  # the API example's spelling
     assert set(reply) == {"id", "method", "error", "result"}
     assert (reply["id"], reply["method"], reply["error"]) == ("s1", SYNC, None)
     result = reply["result"]
     assert result == labcloud.access_data(cloud.db, hub)
     assert set(result) == {"clients", "peers", "current", "version"} and result["version"] == 5
-    assert set(result["clients"]) == {u for u, _ in issued}
-    assert sha(issued[1][1]) in result["clients"][issued[1][0]]
-    assert sha(issued[0][1]) in result["clients"][issued[0][0]] and len(result["clients"][issued[0][0]]) == 2
+    (first, token1), (second, token2) = issued
+    assert set(result["clients"]) == {first, second}
+    assert sha(token1) in result["clients"][first] and len(result["clients"][first]) == 2
+    assert result["clients"][second] == [sha(token2)]
     assert result["peers"][other]["id"] == labcloud.db.resolve(cloud.db, other)[1]
     assert set(result["current"][0]) == {"certificate", "private", "public_parent"}
     cloud.wait_log("sync served hub %s version 5 \\(controller had 1\\)" % hub)
@@ -480,9 +485,7 @@ def test_a_change_made_by_the_cli_is_pushed_within_two_seconds(cloud):
         assert login(ws, hub, secret)["params"] == {"newVersion": 1}
         done = run_process(cloud.path, "add-user", hub)  # another process, another connection
         assert done.returncode == 0, done.stderr
-        changed = time.monotonic()
         push = receive(ws, timeout=2)
-        assert time.monotonic() - changed < 2
         assert push["method"] == PUSH and push["params"] == {"newVersion": 2}
         ws.send(json.dumps({"id": push["id"], "method": PUSH, "error": None, "result": {}}))
         token = re.search(r"shown only now.*: (\S+)", done.stdout).group(1)
@@ -501,6 +504,16 @@ def test_a_second_connection_replaces_the_first(cloud):
         assert closed.value.rcvd.code == 1001
         assert request(second, SYNC)["error"] is None
     cloud.wait_log("replaced 127.0.0.1:\\d+ hub %s" % hub)
+
+
+def test_removing_a_controller_closes_its_connection(cloud):
+    hub, secret = enroll(cloud)
+    with open_ws(cloud) as ws:
+        login(ws, hub, secret)
+        labcloud.remove_controller(cloud.db, hub)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=2)
+    assert closed.value.rcvd.code == 1008
 
 
 def test_malformed_json_is_answered_and_the_connection_kept(cloud):

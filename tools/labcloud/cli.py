@@ -91,7 +91,8 @@ def cmd_show(db, args):
 def _show_one(info):
     print("controller %s  serial %s  version %d" % (info["uuid"], info["serial"], info["version"]))
     print("certificate: %s" % info["certificate"])
-    print("cloud secret: %s" % ("set (provisioned)" if info["provisioned"] else "none yet (run provision)"))
+    print("cloud secret: %s"
+          % ("set (provisioned)" if info["provisioned"] else "none yet (run provision)"))
     print("users (%d):" % len(info["users"]))
     for user, count in info["users"].items():
         print("  %s  %d token(s)" % (user, count))

@@ -73,15 +73,31 @@ def tx(db):
     db.execute("COMMIT")
 
 
+@contextlib.contextmanager
+def snapshot(db):
+    """Reads that see one state of the file, even while another process
+    writes (a WAL read transaction); inside a write transaction, that one."""
+    if db.in_transaction:
+        yield db
+        return
+    db.execute("BEGIN")
+    try:
+        yield db
+    finally:
+        db.execute("COMMIT")
+
+
 def open_db(path):
     """The database made by init(); refuses anything else."""
     if not os.path.isfile(path):
         raise LabCloudError("no database at %s (run init first)" % path)
-    db = _connect(path)
+    db = None
     try:
+        db = _connect(path)  # reads the header: a foreign file fails here
         db.execute("SELECT 1 FROM meta, controllers, tokens, links LIMIT 1")
     except sqlite3.DatabaseError:
-        db.close()
+        if db is not None:
+            db.close()
         raise LabCloudError("%s is not a lab cloud database" % path)
     return db
 
@@ -89,13 +105,13 @@ def open_db(path):
 def check_host(host):
     """HOST must name this machine for controllers: an IP or a DNS name."""
     try:
-        if ipaddress.ip_address(host).is_unspecified:
-            raise LabCloudError("--host must be an address controllers can reach, not %s" % host)
-        return host
+        address = ipaddress.ip_address(host)
     except ValueError:
-        pass
-    if not all(re.fullmatch(r"[A-Za-z0-9-]{1,63}", label) for label in host.split(".")):
-        raise LabCloudError("--host %r is neither an IP address nor a DNS name" % host)
+        if not all(re.fullmatch(r"[A-Za-z0-9-]{1,63}", label) for label in host.split(".")):
+            raise LabCloudError("--host %r is neither an IP address nor a DNS name" % host)
+        return host
+    if address.is_unspecified:  # it goes into the certificate and cloud_url
+        raise LabCloudError("--host must be an address controllers can reach, not %s" % host)
     return host
 
 
@@ -167,7 +183,8 @@ def add_controller(db, uuid=None, serial=None, kind="rsa"):
     """A new controller at version 1 with its own certificate set: (uuid, serial)."""
     uuid = _uuid(uuid, "--uuid") if uuid else str(uuidlib.uuid4())
     if serial is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,32}", serial):
-        raise LabCloudError("--serial must be 1-32 letters, digits or hyphens (it names HUB<serial>.local)")
+        raise LabCloudError("--serial must be 1-32 letters, digits or hyphens"
+                            " (it names HUB<serial>.local)")
     with tx(db):
         serial = serial or _new_serial(db)
         if db.execute("SELECT 1 FROM controllers WHERE uuid = ? OR serial = ?",
@@ -271,7 +288,11 @@ def unlink(db, a, b):
 
 def access_data(db, controller):
     """The controller's full local access data: the sync `result`."""
-    uuid, _ = resolve(db, controller)
+    with snapshot(db):  # a version always matches the data sent with it
+        return _access_data(db, resolve(db, controller)[0])
+
+
+def _access_data(db, uuid):
     clients = {}
     for user, digest in db.execute(
             "SELECT user, digest FROM tokens WHERE controller = ? ORDER BY rowid", (uuid,)):
@@ -315,6 +336,7 @@ def cloud_url(db):
 def provision(db, controller, folder, host="127.0.0.1", wss_port=17000, ws_port=17001, force=False):
     """Writes the firmware's data folder with a new controller secret (the
     previous one stops working); returns the config written."""
+    resolve(db, controller)  # before anything is written
     if os.path.exists(folder) and not force:
         raise LabCloudError("%s exists; use --force to overwrite its files" % folder)
     os.makedirs(folder, mode=0o700, exist_ok=True)
@@ -328,31 +350,33 @@ def provision(db, controller, folder, host="127.0.0.1", wss_port=17000, ws_port=
         write_private(os.path.join(folder, "config.json"), json.dumps(config, indent=2))
         write_private(os.path.join(folder, "cloud-ca.pem"), meta(db, "ca_cert"))
         write_private(os.path.join(folder, "access.json"),
-                       json.dumps(access_data(db, uuid), indent=2))
+                      json.dumps(access_data(db, uuid), indent=2))
         db.execute("UPDATE controllers SET secret = ? WHERE uuid = ?", (sha256_hex(secret), uuid))
     return config
 
 
 def summary(db):
     """[(uuid, serial, version, users, peer serials)] for listings."""
-    rows = db.execute("SELECT uuid, serial, version FROM controllers ORDER BY serial").fetchall()
     out = []
-    for uuid, serial, version in rows:
-        users = db.execute("SELECT count(DISTINCT user) FROM tokens WHERE controller = ?",
-                           (uuid,)).fetchone()[0]
-        peers = sorted(resolve(db, p)[1] for p in _peers_of(db, uuid))
-        out.append((uuid, serial, version, users, peers))
+    with snapshot(db):
+        rows = db.execute("SELECT uuid, serial, version FROM controllers ORDER BY serial").fetchall()
+        for uuid, serial, version in rows:
+            users = db.execute("SELECT count(DISTINCT user) FROM tokens WHERE controller = ?",
+                               (uuid,)).fetchone()[0]
+            peers = sorted(resolve(db, p)[1] for p in _peers_of(db, uuid))
+            out.append((uuid, serial, version, users, peers))
     return out
 
 
 def detail(db, controller):
     """One controller without secrets: its row, users {uuid: token count},
     peers {uuid: serial}, certificate description, whether provisioned."""
-    uuid, serial = resolve(db, controller)
-    version, cert, secret = db.execute(
-        "SELECT version, certificate, secret FROM controllers WHERE uuid = ?", (uuid,)).fetchone()
-    users = dict(db.execute("SELECT user, count(*) FROM tokens WHERE controller = ?"
-                            " GROUP BY user ORDER BY min(rowid)", (uuid,)))
-    peers = {p: resolve(db, p)[1] for p in _peers_of(db, uuid)}
+    with snapshot(db):
+        uuid, serial = resolve(db, controller)
+        version, cert, secret = db.execute(
+            "SELECT version, certificate, secret FROM controllers WHERE uuid = ?", (uuid,)).fetchone()
+        users = dict(db.execute("SELECT user, count(*) FROM tokens WHERE controller = ?"
+                                " GROUP BY user ORDER BY min(rowid)", (uuid,)))
+        peers = {p: resolve(db, p)[1] for p in _peers_of(db, uuid)}
     return {"uuid": uuid, "serial": serial, "version": version, "users": users, "peers": peers,
             "certificate": ca.describe(cert), "provisioned": secret is not None}

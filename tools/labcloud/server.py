@@ -42,6 +42,14 @@ def reply(request, result=None, error=None):
                        "error": error, "result": result})
 
 
+def params_of(request):
+    """The request's params object ({} when absent), or None when not an object."""
+    params = request.get("params")
+    if params is None:
+        return {}
+    return params if isinstance(params, dict) else None
+
+
 def param(params, name):
     """params[name], matched exactly first, then case-insensitively (API-NOTES 1)."""
     if name in params:
@@ -117,8 +125,8 @@ class Cloud:
         if session is not None:
             await ws.send(reply(request, error=ALREADY))
             return session
-        params = request.get("params", {})
-        if not isinstance(params, dict):
+        params = params_of(request)
+        if params is None:
             await ws.send(reply(request, error=WRONG))
             return None
         hub, token = param(params, "hub"), param(params, "token")
@@ -136,7 +144,8 @@ class Cloud:
             await ws.close(1008, "bad password")
             return None
         session = Session(ws, hub, peer)
-        old, self.sessions[hub] = self.sessions.get(hub), session
+        old = self.sessions.get(hub)
+        self.sessions[hub] = session
         if old is not None:
             log("replaced %s hub %s by %s", old.peer, hub, peer)
             self.spawn(old.ws.close(1001, "replaced by a new connection"))
@@ -148,12 +157,16 @@ class Cloud:
         return session
 
     async def sync(self, session, request):
-        params = request.get("params", {})
-        had = param(params, "version") if isinstance(params, dict) else None
-        if not isinstance(params, dict) or not (had is None or type(had) is int):
+        params = params_of(request)
+        had = None if params is None else param(params, "version")
+        if params is None or not (had is None or type(had) is int):
             await session.ws.send(reply(request, error=WRONG))
             return
-        data = store.access_data(self.db, session.hub)
+        try:
+            data = store.access_data(self.db, session.hub)
+        except store.LabCloudError:  # removed since the last poll
+            await session.ws.close(1008, "controller removed")
+            return
         session.told = max(session.told, data["version"])
         await session.ws.send(reply(request, result=data))
         log("sync served hub %s version %d (controller had %s)", session.hub, data["version"],
@@ -192,6 +205,11 @@ class Cloud:
 def tls_context(db):
     """A server context with the cloud's certificate from the database."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    # No TLS 1.3 session tickets: controllers never resume sessions, and a
+    # ticket arriving just after the handshake races the first write of a
+    # threaded client (websockets.sync on CPython < 3.13 reads and writes one
+    # SSL object from two threads); about one upgrade in a thousand was lost.
+    ctx.num_tickets = 0
     with tempfile.TemporaryDirectory() as tmp:  # ssl loads keys from files only
         path = os.path.join(tmp, "server.pem")
         store.write_private(path, store.meta(db, "server_cert") + store.meta(db, "server_key"))
