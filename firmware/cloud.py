@@ -101,7 +101,7 @@ class CloudLink:
                 wait = self.cfg["sync_interval"] * 1000 if ok else self.cfg["cloud_backoff_max"] * 1000
                 next_sync = ticks_add(ticks_ms(), _jitter(wait, 0.1))
             msg = await self._receive(max(ticks_diff(next_sync, ticks_ms()), 1))
-            if msg is not None:
+            if _is_request(msg):
                 await self._request(msg)
 
     def _tls_context(self):
@@ -227,7 +227,7 @@ class CloudLink:
             msg = await self._receive(ticks_diff(deadline, ticks_ms()))
             if msg is None:
                 raise LinkError("no reply to %s" % method)
-            if "method" in msg and "result" not in msg and "error" not in msg:
+            if _is_request(msg):
                 await self._request(msg)
             elif msg.get("id") == rid:
                 return msg
@@ -303,6 +303,11 @@ class CloudLink:
                  % (data.version, len(data.clients), len(data.peers),
                     ticks_diff(ticks_ms(), started)))
         return None
+
+
+def _is_request(msg):
+    # Replies carry "result" or "error"; stray ones are dropped.
+    return msg is not None and "method" in msg and "result" not in msg and "error" not in msg
 
 
 def _error_data(reply):
