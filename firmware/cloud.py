@@ -13,6 +13,7 @@ import json
 import os
 
 from firmware import board, rpc, store, ws
+from firmware.conn import read_some
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 try:
@@ -150,19 +151,8 @@ class CloudLink:
 
     async def _read(self, wait_ms):
         # Bytes read, or b"" when wait_ms passes first.
-        deadline = ticks_add(ticks_ms(), wait_ms)
-        while True:
-            left = ticks_diff(deadline, ticks_ms())
-            if left <= 0:
-                return b""
-            try:
-                n = await asyncio.wait_for_ms(self.stream.readinto(self.buf), left)
-            except asyncio.TimeoutError:
-                return b""
-            if n == 0:
-                raise EOFError
-            if n is not None:
-                return bytes(memoryview(self.buf)[:n])
+        n = await read_some(self.stream, self.buf, wait_ms)
+        return bytes(memoryview(self.buf)[:n])
 
     async def _send(self, data):
         self.stream.write(data)

@@ -11,6 +11,25 @@ LINGER_MS = 500
 LINGER_BYTES = 16384
 
 
+async def read_some(stream, buf, wait_ms):
+    # How many bytes were read into buf, or 0 when wait_ms passes first;
+    # EOFError when the other side hangs up. TLS may wake us with no
+    # application data yet (handshake progress): keep waiting then.
+    deadline = ticks_add(ticks_ms(), wait_ms)
+    while True:
+        left = ticks_diff(deadline, ticks_ms())
+        if left <= 0:
+            return 0
+        try:
+            n = await asyncio.wait_for_ms(stream.readinto(buf), left)
+        except asyncio.TimeoutError:
+            return 0
+        if n == 0:
+            raise EOFError
+        if n is not None:
+            return n
+
+
 class Conn:
     def __init__(self, server, raw, sock, addr, secure):
         self.server = server
@@ -72,21 +91,9 @@ class Conn:
 
     async def _read(self, wait_ms):
         # A view of the bytes read into self.buf (valid until the next read),
-        # or b"" when wait_ms passes first. TLS may wake us with no
-        # application data yet (handshake progress): keep waiting then.
-        deadline = ticks_add(ticks_ms(), wait_ms)
-        while True:
-            left = ticks_diff(deadline, ticks_ms())
-            if left <= 0:
-                return b""
-            try:
-                n = await asyncio.wait_for_ms(self.stream.readinto(self.buf), left)
-            except asyncio.TimeoutError:
-                return b""
-            if n == 0:
-                raise EOFError
-            if n is not None:
-                return memoryview(self.buf)[:n]
+        # or b"" when wait_ms passes first.
+        n = await read_some(self.stream, self.buf, wait_ms)
+        return memoryview(self.buf)[:n] if n else b""
 
     async def _send(self, data):
         self.stream.write(data)

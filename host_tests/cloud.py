@@ -2,24 +2,20 @@
 tests, and provisions controllers from it."""
 import json
 import os
-import queue
-import re
-import signal
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 from websockets.sync.server import serve
 
-from host_tests.peer import ROOT, free_port
+from host_tests.peer import free_port
+from host_tests.proc import LoggedProcess
 from tools.labcloud import db as lab
 
 
-class Lab:
+class Lab(LoggedProcess):
     def __init__(self, folder):
         self.folder = str(folder)
         self.path = os.path.join(self.folder, "lab.db")
@@ -27,42 +23,11 @@ class Lab:
         os.makedirs(self.folder, exist_ok=True)
         lab.init(self.path, port=self.port)
         self.db = lab.open_db(self.path)
-        self.proc = None
-        self.lines = []
 
     def start(self, *extra):
-        self._q = queue.Queue()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.labcloud", self.path, "serve"] + list(extra),
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
-        self.wait_log("listening")
+        self.spawn([sys.executable, "-m", "tools.labcloud", self.path, "serve"] + list(extra))
+        self.wait_log("listening", 15)
         return self
-
-    def _pump(self, proc):
-        for line in proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self._q.put(line)
-
-    def wait_log(self, pattern, timeout=15):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if re.search(pattern, self._q.get(timeout=0.1)):
-                    return
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-        raise AssertionError("lab cloud: no %r; log:\n%s" % (pattern, "\n".join(self.lines)))
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
     def controller(self, name="peer", **folder_cfg):
         """A new controller provisioned into a data folder: (uuid, folder)."""

@@ -7,24 +7,18 @@ than the one in .venv.
 """
 import json
 import os
-import queue
-import re
-import signal
 import socket
 import ssl
-import subprocess
 import sys
-import threading
-import time
 import uuid
 
 from websockets.sync.client import connect
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request
 
+from host_tests.proc import ROOT, LoggedProcess
 from tools import devdata
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_ROOT = os.path.abspath(os.environ.get("PEER_ROOT") or ROOT)
 MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(os.path.dirname(sys.executable), "micropython")
 
@@ -53,7 +47,7 @@ def shared_cert():
     return _CERT
 
 
-class Peer:
+class Peer(LoggedProcess):
     def __init__(self, folder, users=None, peers=None, access=None, switches=None, **cfg):
         self.folder = str(folder)
         self.users = users if users is not None else {str(uuid.uuid4()): ["token-" + uuid.uuid4().hex]}
@@ -67,8 +61,6 @@ class Peer:
         self.write("access.json", access)
         if switches is not None:
             self.write("switches.json", switches)
-        self.proc = None
-        self.lines = []
 
     @classmethod
     def existing(cls, folder, users=None):
@@ -78,8 +70,6 @@ class Peer:
         with open(os.path.join(p.folder, "config.json")) as f:
             p.cfg = json.load(f)
         p.users = users or {}
-        p.proc = None
-        p.lines = []
         return p
 
     @property
@@ -98,53 +88,10 @@ class Peer:
         args = [MICROPYTHON]
         if os.environ.get("PEER_HEAPSIZE"):
             args += ["-X", "heapsize=" + os.environ["PEER_HEAPSIZE"]]
-        args += [os.path.join(PEER_ROOT, "main.py"), "--data", self.folder]
-        self.lines = []
-        self._q = queue.Queue()
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True,
-                                     env=dict(os.environ, **(env or {})))
-        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        self.spawn(args + [os.path.join(PEER_ROOT, "main.py"), "--data", self.folder], env)
         if ready:
             self.wait_log(ready, timeout)
         return self
-
-    def _pump(self, proc):
-        for line in proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self._q.put(line)
-
-    def wait_log(self, pattern, timeout=10):
-        """Waits for a log line matching the regex; returns it."""
-        deadline = time.monotonic() + timeout
-        for line in list(self.lines):
-            if re.search(pattern, line):
-                return line
-        while time.monotonic() < deadline:
-            try:
-                line = self._q.get(timeout=0.1)
-            except queue.Empty:
-                if self.proc.poll() is not None and self._q.empty():
-                    break
-                continue
-            if re.search(pattern, line):
-                return line
-        raise AssertionError("no log line matching %r; log:\n%s" % (pattern, "\n".join(self.lines)))
-
-    def kill(self):
-        """Like a power cut: no chance to clean up."""
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode if self.proc else None
 
     def restart(self):
         self.stop()

@@ -5,15 +5,11 @@ import glob
 import hashlib
 import json
 import os
-import queue
 import re
-import signal
 import ssl
 import stat
 import subprocess
 import sys
-import threading
-import time
 import uuid as uuidlib
 
 import pytest
@@ -25,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from host_tests.peer import ROOT, Peer, call, free_port
+from host_tests.proc import LoggedProcess
 from tools import labcloud
 from tools.labcloud import cli
 
@@ -335,37 +332,14 @@ def test_cli_errors_exit_non_zero_with_one_clear_line(capsys, lab, tmp_path):
 # ---------------------------------------------------------------- serve
 
 
-class Serve:
+class Serve(LoggedProcess):
     """`python -m tools.labcloud DB serve` in a child process."""
 
     def __init__(self, path):
         self.port = free_port()
-        self.lines, self._q = [], queue.Queue()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.labcloud", str(path), "serve", "--port", str(self.port)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._pump, daemon=True).start()
-        self.wait_log("listening on wss://127.0.0.1:%d/" % self.port)
-
-    def _pump(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self._q.put(line)
-
-    def wait_log(self, pattern, timeout=15):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if re.search(pattern, self._q.get(timeout=0.1)):
-                    return
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-        raise AssertionError("no %r in the log:\n%s" % (pattern, "\n".join(self.lines)))
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(10)
+        self.spawn([sys.executable, "-m", "tools.labcloud", str(path), "serve",
+                    "--port", str(self.port)])
+        self.wait_log("listening on wss://127.0.0.1:%d/" % self.port, 15)
 
 
 @pytest.fixture(scope="module")
