@@ -8,9 +8,11 @@
 # persisted atomically and put in force. The local server never waits on
 # any of this.
 import asyncio
+import errno
 import gc
 import json
 import os
+import socket
 
 from firmware import board, rpc, store, ws
 from firmware.conn import read_some
@@ -22,6 +24,9 @@ except ImportError:
     ssl = None
 
 BACKOFF_MIN_MS = 1000
+RESOLVE_EVERY = 8  # failed connects before the cloud's name is looked up again
+WANTED_TRIES = 3  # syncs that may miss an announced version before it is let go
+FLOOD = 16  # requests from the cloud while a reply is awaited
 UPDATED = "hub.offline.credentials.updated"
 SYNC = "cloud.access_keys_controller_sync"
 LOGIN = "cloud.controller.login"
@@ -59,11 +64,17 @@ class CloudLink:
         self.host, self.port, self.url_path = parse_url(cfg["cloud_url"])
         self.failures = 0
         self.ids = 0
+        self.addr = None  # the cloud's resolved address
+        self.raw = None  # the TCP socket under the TLS one
         self.stream = None
         self.decoder = None
         self.pending = []  # decoded frames not yet handled
         self.buf = bytearray(512)
         self.wanted = None  # a version the cloud announced that we lack
+        self.wanted_tries = 0
+        self.sync_at = 0  # ticks when the next sync is due
+        self.heard = 0  # ticks when the cloud last sent anything
+        self.pinged = False
         # Made once, while the heap is young: it needs a few KB in one piece.
         gc.collect()
         self.tls = self._tls_context()
@@ -86,6 +97,8 @@ class CloudLink:
             cap = self.cfg["cloud_backoff_max"] * 1000
             delay = min(cap, BACKOFF_MIN_MS << min(self.failures, 16))
             self.failures += 1
+            if self.failures % RESOLVE_EVERY == 0:
+                self.addr = None
             await asyncio.sleep_ms(_jitter(delay, 0.5))
 
     async def _session(self):
@@ -93,15 +106,18 @@ class CloudLink:
         reply = await self._call(LOGIN, {"hub": self.cfg["hub"], "token": self.cfg["cloud_token"]})
         if reply.get("error"):
             raise LinkError("login refused (%s)" % _error_data(reply))
-        self.failures = 0
         self.log("cloud link up: %s:%d" % (self.host, self.port))
-        next_sync = ticks_ms()  # at once on connect
+        self.sync_at = ticks_ms()  # at once on connect
         while True:
-            if self.wanted is not None or ticks_diff(next_sync, ticks_ms()) <= 0:
+            if ticks_diff(self.sync_at, ticks_ms()) <= 0:
                 ok = await self._sync()
-                wait = self.cfg["sync_interval"] * 1000 if ok else self.cfg["cloud_backoff_max"] * 1000
-                next_sync = ticks_add(ticks_ms(), _jitter(wait, 0.1))
-            msg = await self._receive(max(ticks_diff(next_sync, ticks_ms()), 1))
+                # Backoff ends only with a sync: a cloud that takes the
+                # login and then fails must not be hammered.
+                if ok:
+                    self.failures = 0
+                wait = self.cfg["sync_interval"] if ok else self.cfg["cloud_backoff_max"]
+                self.sync_at = ticks_add(ticks_ms(), _jitter(wait * 1000, 0.1))
+            msg = await self._receive(max(ticks_diff(self.sync_at, ticks_ms()), 1))
             if _is_request(msg):
                 await self._request(msg)
 
@@ -116,10 +132,26 @@ class CloudLink:
 
     async def _connect(self):
         # TCP, TLS (verified against the configured CA), then the upgrade.
+        # The TLS handshake runs inside the first write and read, each
+        # bounded by a deadline.
         timeout = self.cfg["handshake_timeout"] * 1000
-        self.stream = (await asyncio.wait_for_ms(
-            asyncio.open_connection(self.host, self.port, ssl=self.tls, server_hostname=self.host),
-            timeout))[0]
+        if self.addr is None:
+            # A name lookup blocks the loop on a board: done once, and again
+            # only after repeated failures (an IP address needs none).
+            self.addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
+        self.raw = socket.socket()
+        self.raw.setblocking(False)
+        try:
+            self.raw.connect(self.addr)
+        except OSError as e:
+            if e.errno != errno.EINPROGRESS:
+                raise
+        sock = self.tls.wrap_socket(self.raw, server_hostname=self.host,
+                                    do_handshake_on_connect=False)
+        sock.setblocking(False)
+        self.stream = asyncio.StreamReader(sock)
+        self.heard = ticks_ms()
+        self.pinged = False
         key = ws.new_key()
         await self._send(ws.client_request("%s:%d" % (self.host, self.port), self.url_path, key))
         head = bytearray()
@@ -140,12 +172,14 @@ class CloudLink:
         self.pending = self.decoder.feed(bytes(head[end:]))
 
     def _close(self):
-        if self.stream is not None:
-            try:
-                self.stream.s.close()
-            except OSError:
-                pass
-        self.stream = None
+        # Both sockets: mbedTLS leaves the TCP one open after a failed handshake.
+        for sock in (self.stream and self.stream.s, self.raw):
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+        self.stream = self.raw = None
 
     # ---- frames and messages
 
@@ -162,10 +196,11 @@ class CloudLink:
         await self._send(ws.encode(ws.OP_TEXT, json.dumps(obj), mask=True))
 
     async def _receive(self, wait_ms):
-        # The next JSON message, or None when wait_ms passes first. A cloud
-        # silent for idle_timeout (its pings count) is taken for dead.
+        # The next JSON message, or None when wait_ms passes first. After
+        # half of idle_timeout in silence the cloud is pinged; a cloud silent
+        # for all of it is taken for dead.
         deadline = ticks_add(ticks_ms(), max(wait_ms, 1))
-        idle_by = ticks_add(ticks_ms(), self.cfg["idle_timeout"] * 1000)
+        idle = self.cfg["idle_timeout"] * 1000
         while True:
             while self.pending:
                 op, payload = self.pending.pop(0)
@@ -173,14 +208,19 @@ class CloudLink:
                 if msg is not None:
                     return msg
             now = ticks_ms()
-            if ticks_diff(idle_by, now) <= 0:
+            quiet = ticks_diff(now, self.heard)
+            if quiet >= idle:
                 raise LinkError("cloud silent for %d s" % self.cfg["idle_timeout"])
-            left = min(ticks_diff(deadline, now), ticks_diff(idle_by, now))
+            if quiet >= idle // 2 and not self.pinged:
+                self.pinged = True
+                await self._send(ws.encode(ws.OP_PING, b"", mask=True))
+            left = ticks_diff(deadline, now)
             if left <= 0:
                 return None
-            data = await self._read(left)
+            data = await self._read(min(left, (idle if self.pinged else idle // 2) - quiet))
             if data:
-                idle_by = ticks_add(ticks_ms(), self.cfg["idle_timeout"] * 1000)
+                self.heard = ticks_ms()
+                self.pinged = False
                 try:
                     self.pending = self.decoder.feed(data)
                 except ws.ProtocolError as e:
@@ -213,11 +253,15 @@ class CloudLink:
             req["api"] = api
         await self._send_json(req)
         deadline = ticks_add(ticks_ms(), self.cfg["write_timeout"] * 1000)
+        handled = 0
         while True:
             msg = await self._receive(ticks_diff(deadline, ticks_ms()))
             if msg is None:
                 raise LinkError("no reply to %s" % method)
             if _is_request(msg):
+                handled += 1
+                if handled > FLOOD:
+                    raise LinkError("the cloud floods requests instead of replying")
                 await self._request(msg)
             elif msg.get("id") == rid:
                 return msg
@@ -240,6 +284,7 @@ class CloudLink:
         current = self.hub.access.version
         if current is None or version > current:
             self.wanted = version
+            self.sync_at = ticks_ms()  # "soon", as the API asks
 
     # ---- sync
 
@@ -256,9 +301,23 @@ class CloudLink:
         if why:
             self.log("cloud sync: data refused, keeping version %s: %s" % (current, why))
             return False
-        if self.wanted is not None and self.hub.access.version >= self.wanted:
+        return self._caught_up()
+
+    def _caught_up(self):
+        # Whether the data reached the version the cloud announced; a cloud
+        # that keeps serving less is believed after a few tries.
+        have = self.hub.access.version
+        if self.wanted is None or (have is not None and have >= self.wanted):
             self.wanted = None
-        return True
+            self.wanted_tries = 0
+            return True
+        self.wanted_tries += 1
+        if self.wanted_tries >= WANTED_TRIES:
+            self.log("cloud announced version %d but serves %s: letting it go" % (self.wanted, have))
+            self.wanted = None
+            self.wanted_tries = 0
+            return True
+        return False
 
     async def _apply(self, result, started):
         # Returns why the result was refused, or None once it is in force.
@@ -278,7 +337,6 @@ class CloudLink:
         if current is not None and data.version < current:
             return "version %d is older than %d (rollback)" % (data.version, current)
         if data.version == current:
-            self.wanted = None
             return None
         tls = self.server.tls_context(data.certs)
         if tls is None:
@@ -301,8 +359,9 @@ def _is_request(msg):
 
 
 def _error_data(reply):
+    # The cloud's words, quoted and cut: they reach a console.
     err = reply.get("error")
-    return err.get("data") if isinstance(err, dict) else "no result"
+    return repr(err.get("data"))[:64] if isinstance(err, dict) else "no result"
 
 
 def _reason(e):

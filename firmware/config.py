@@ -30,6 +30,13 @@ DEFAULTS = {
     "cloud_max_message": 32768,
 }
 
+# Seconds; a day at most, so deadlines stay within the board's tick range
+# (its ticks wrap after about 12 days).
+TIMES = ("handshake_timeout", "login_timeout", "write_timeout", "ping_interval",
+         "idle_timeout", "sync_interval", "cloud_backoff_max")
+# A synced access.json must fit what start-up reads (app.ACCESS_MAX).
+CLOUD_MESSAGE_MAX = 32768
+
 # Keys that may be left empty, and keys that may be longer than an id.
 OPTIONAL = ("cloud_url", "cloud_token")
 LONG = ("cloud_url", "cloud_token", "cloud_ca")
@@ -76,6 +83,11 @@ def parse(text):
     for key in ("wss_port", "ws_port"):
         if cfg[key] > 65535:
             raise ConfigError("config.json: '%s' must be a port number (1-65535)" % key)
+    for key in TIMES:
+        if cfg[key] > 86400:
+            raise ConfigError("config.json: '%s' must be at most 86400 seconds" % key)
+    if cfg["cloud_max_message"] > CLOUD_MESSAGE_MAX:
+        raise ConfigError("config.json: 'cloud_max_message' must be at most %d" % CLOUD_MESSAGE_MAX)
     if cfg["wss_port"] == cfg["ws_port"]:
         raise ConfigError("config.json: 'ws_port' must differ from 'wss_port'")
     if cfg["cloud_url"]:

@@ -52,7 +52,7 @@ class FakeCloud:
     def __init__(self, lab_db, reply):
         self.reply = reply
         self.port = free_port()
-        self.syncs = 0
+        self.syncs = self.logins = 0
         pem = lab.meta(lab_db, "server_cert") + lab.meta(lab_db, "server_key")
         self._dir = tempfile.mkdtemp()
         path = os.path.join(self._dir, "server.pem")
@@ -60,7 +60,8 @@ class FakeCloud:
             f.write(pem)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(path)
-        self.server = serve(self._handle, "127.0.0.1", self.port, ssl=ctx)
+        # No pings of its own: keeping the link alive is the peer's job.
+        self.server = serve(self._handle, "127.0.0.1", self.port, ssl=ctx, ping_interval=None)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
@@ -73,6 +74,7 @@ class FakeCloud:
             if "method" not in req or "result" in req:
                 continue  # a reply to something we sent
             if req["method"] != "cloud.access_keys_controller_sync":
+                self.logins += 1
                 ws.send(json.dumps({"id": req["id"], "method": req["method"],
                                     "error": None, "result": {}}))
                 continue

@@ -207,3 +207,13 @@ def test_cloud_url_must_be_wss_and_needs_a_token():
     assert "'cloud_token'" in error_of(with_(cloud_url="wss://x:1/"))
     cfg = parse(with_(cloud_url="wss://x:1/", cloud_token="t"))
     assert cfg["cloud_verify"] is True and cfg["cloud_ca"] == "cloud-ca.pem"
+
+
+@pytest.mark.parametrize("key", sorted(config.TIMES))
+def test_times_are_bounded_to_a_day(key):
+    assert parse(with_(**{key: 86400}))[key] == 86400
+    assert "'%s'" % key in error_of(with_(**{key: 86401}))
+
+
+def test_cloud_message_is_bounded_by_what_start_up_reads():
+    assert "'cloud_max_message'" in error_of(with_(cloud_max_message=config.CLOUD_MESSAGE_MAX + 1))

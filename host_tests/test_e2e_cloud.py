@@ -220,3 +220,60 @@ def test_a_power_cut_while_persisting_leaves_the_old_or_the_new_data(cloud, run_
     assert new_served is new  # whole versions only
     fell_back = [l for l in peer.lines if "previous copy" in l]
     assert bool(fell_back) is (step == "current_moved")
+
+
+def use_fake(folder, fake, **cfg):
+    path = os.path.join(folder, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    config.update(cloud_url=fake.url, **cfg)
+    with open(path, "w") as f:
+        json.dump(config, f)
+
+
+def open_fds(peer):
+    return len(os.listdir("/proc/%d/fd" % peer.proc.pid))
+
+
+@pytest.mark.parametrize("why", ["nobody listens", "another CA signed the cloud"])
+def test_failed_connects_leave_no_socket_behind(cloud, run_folder, tmp_path, why):
+    uuid, folder = cloud.controller(cloud_backoff_max=1)
+    if why == "nobody listens":
+        use_fake(folder, type("Closed", (), {"url": "wss://127.0.0.1:%d/" % free_port()}))
+    else:
+        with open(os.path.join(folder, "cloud-ca.pem"), "w") as f:
+            f.write(lab.meta(Lab(tmp_path / "other").db, "ca_cert"))
+    peer = run_folder(folder)
+    peer.wait_log("cloud link down")
+    start = open_fds(peer)
+    time.sleep(5)  # several attempts at a 1 s backoff
+    assert len([l for l in peer.lines if "cloud link down" in l]) >= 3
+    assert open_fds(peer) <= start + 1
+
+
+def test_a_cloud_that_fails_after_login_is_backed_off(cloud, run_folder):
+    uuid, folder = cloud.controller()
+    fake = FakeCloud(cloud.db, lambda req: None)  # drops every sync
+    try:
+        use_fake(folder, fake, cloud_backoff_max=2)
+        run_folder(folder).wait_log("cloud link down")
+        time.sleep(6)
+        # 1 s, then 2 s at most (with jitter): no reconnect storm
+        assert 2 <= fake.logins <= 6
+    finally:
+        fake.close()
+
+
+def test_the_peer_keeps_a_quiet_cloud_link_alive_with_pings(cloud, run_folder):
+    uuid, folder = cloud.controller()
+    base = lab.access_data(cloud.db, uuid)
+    fake = FakeCloud(cloud.db, lambda req: sync_reply(req, base))
+    try:
+        use_fake(folder, fake, idle_timeout=2)
+        peer = run_folder(folder)
+        peer.wait_log("cloud link up")
+        time.sleep(5)
+        assert fake.logins == 1
+        assert not [l for l in peer.lines if "cloud link down" in l]
+    finally:
+        fake.close()
