@@ -277,3 +277,14 @@ def test_the_peer_keeps_a_quiet_cloud_link_alive_with_pings(cloud, run_folder):
         assert not [l for l in peer.lines if "cloud link down" in l]
     finally:
         fake.close()
+
+
+def test_a_peer_without_a_certificate_opens_wss_when_a_sync_brings_one(cloud, run_folder):
+    uuid, folder = cloud.controller()
+    user, token = lab.add_user(cloud.db, uuid)
+    with open(os.path.join(folder, "access.json"), "w") as f:
+        json.dump({"clients": {}, "peers": {}, "current": [], "version": 0}, f)
+    peer = run_folder(folder)
+    peer.wait_log("no WSS listener")
+    peer.wait_log("in force")
+    assert eventually(lambda: login_error(peer, user, token) is None)
