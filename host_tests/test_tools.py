@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from host_tests.peer import ROOT, Peer, call, free_port
+from host_tests.peer import ROOT, call, free_port
 from tools import devdata
 
 BADPASS = {"code": -32500, "message": "Bad password", "data": "user.login.badpassword"}
