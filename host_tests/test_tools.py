@@ -112,7 +112,7 @@ def printed_credentials(out):
     assert m, out
     args = shlex.split(m.group(1))
     user = args[args.index("--user") + 1]
-    token = args[args.index("--token") + 1]
+    token = [a for a in args if a.startswith("--token=")][0][len("--token="):]
     return args, user, token
 
 
@@ -154,7 +154,7 @@ def test_devdata_main_keeps_an_existing_folder_and_prints_no_token(tmp_path):
     assert token not in again.stdout and token not in again.stderr
     assert "existing" in again.stdout
     assert user in again.stdout  # it can still tell which demo user to use
-    assert "--token TOKEN" in again.stdout
+    assert "--token=TOKEN" in again.stdout
 
 
 def test_devdata_main_existing_folder_hint_names_the_configured_port(tmp_path):
@@ -182,7 +182,7 @@ def test_devdata_main_leaves_an_existing_foreign_folder_alone(tmp_path):
 
 def cli_info(peer, *extra):
     user, token = peer.user
-    return cli(peer.url(), "--no-verify", "--user", user, "--token", token, "hub.info.get", *extra)
+    return cli(peer.url(), "--no-verify", "--user", user, "--token=" + token, "hub.info.get", *extra)
 
 
 def test_cli_prints_full_hub_info(peer):
@@ -218,7 +218,7 @@ def test_cli_params_argument_is_sent(peer):
 
 def test_cli_wrong_token_exits_1_with_bad_password(peer):
     user, _ = peer.user
-    done = cli(peer.url(), "--no-verify", "--user", user, "--token", "not-the-token", "hub.info.get")
+    done = cli(peer.url(), "--no-verify", "--user", user, "--token=not-the-token", "hub.info.get")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "user.login.badpassword" in done.stdout
     reply = json.loads(done.stdout)
@@ -227,7 +227,7 @@ def test_cli_wrong_token_exits_1_with_bad_password(peer):
 
 def test_cli_unknown_method_exits_1(peer):
     user, token = peer.user
-    done = cli(peer.url(), "--no-verify", "--user", user, "--token", token, "hub.no.such")
+    done = cli(peer.url(), "--no-verify", "--user", user, "--token=" + token, "hub.no.such")
     assert done.returncode == 1
     assert json.loads(done.stdout)["error"]["data"] == "rpc.method.notfound"
 
@@ -235,17 +235,17 @@ def test_cli_unknown_method_exits_1(peer):
 def test_cli_hub_login(make_peer):
     hub, token = str(uuid.uuid4()), "peer-token-" + uuid.uuid4().hex
     p = make_peer(peers={hub: ("70020001", [token])})
-    done = cli(p.url(), "--no-verify", "--hub", hub, "--token", token, "hub.devices.list")
+    done = cli(p.url(), "--no-verify", "--hub", hub, "--token=" + token, "hub.devices.list")
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["result"] == {"devices": []}
-    done = cli(p.url(), "--no-verify", "--hub", hub, "--token", "wrong", "hub.devices.list")
+    done = cli(p.url(), "--no-verify", "--hub", hub, "--token=wrong", "hub.devices.list")
     assert done.returncode == 1 and "user.login.badpassword" in done.stdout
 
 
 def test_cli_refused_connection_exits_2():
     port = free_port()  # nothing listens there
     url = "wss://127.0.0.1:%d" % port
-    done = cli(url, "--no-verify", "--user", "u", "--token", "t", "hub.info.get")
+    done = cli(url, "--no-verify", "--user", "u", "--token=t", "hub.info.get")
     assert done.returncode == 2
     assert done.stdout == ""
     assert "connection to %s failed" % url in done.stderr
@@ -276,7 +276,7 @@ def test_cli_user_without_token_is_an_argparse_error():
 
 def test_cli_without_no_verify_refuses_the_self_signed_peer(peer):
     user, token = peer.user
-    done = cli(peer.url(), "--user", user, "--token", token, "hub.info.get")
+    done = cli(peer.url(), "--user", user, "--token=" + token, "hub.info.get")
     assert done.returncode == 2, done.stdout
     assert done.stdout == ""
     assert "connection to %s failed" % peer.url() in done.stderr
@@ -292,5 +292,12 @@ def test_cli_cafile_verifies_a_devdata_peer(tmp_path, run_folder):
         ca = tmp_path / "ca.pem"
         ca.write_text(json.load(f)["current"][0]["certificate"])
     p = run_folder(folder, {user: [token]})
-    done = cli(p.url(), "--cafile", str(ca), "--user", user, "--token", token, "hub.info.get")
+    done = cli(p.url(), "--cafile", str(ca), "--user", user, "--token=" + token, "hub.info.get")
+    assert done.returncode == 0, done.stderr
+
+
+def test_cli_takes_a_token_that_starts_with_a_dash(make_peer):
+    user, token = str(uuid.uuid4()), "-starts-with-a-dash"
+    p = make_peer(users={user: [token]})
+    done = cli(p.url(), "--no-verify", "--user", user, "--token=" + token, "hub.info.get")
     assert done.returncode == 0, done.stderr

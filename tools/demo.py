@@ -50,7 +50,7 @@ def tell(path, uuid, user, token, port):
         print("Demo user %s (TOKEN: the token printed when %s was made)."
               % (user, os.path.dirname(path)))
     print("Try it from another terminal once the peer says 'cloud link up':")
-    print("  make client ARGS='wss://127.0.0.1:%d --no-verify --user %s --token %s hub.info.get'"
+    print("  make client ARGS='wss://127.0.0.1:%d --no-verify --user %s --token=%s hub.info.get'"
           % (port, user, token))
     print("Add a user while both run, then log in with the token it prints:")
     print("  .venv/bin/python -m tools.labcloud %s add-user %s" % (path, uuid))

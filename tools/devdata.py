@@ -93,7 +93,7 @@ def create(folder, host="127.0.0.1", wss_port=17000, ws_port=17001):
 
 
 def try_command(port, user, token):
-    return ("make client ARGS='wss://127.0.0.1:%d --no-verify --user %s --token %s hub.info.get'"
+    return ("make client ARGS='wss://127.0.0.1:%d --no-verify --user %s --token=%s hub.info.get'"
             % (port, user, token))
 
 

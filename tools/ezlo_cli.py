@@ -1,7 +1,7 @@
 """Call one JSON-RPC method on an Ezlo peer over WebSocket and print the reply.
 
     python -m tools.ezlo_cli wss://127.0.0.1:17000 --no-verify \\
-        --user UUID --token TOKEN hub.info.get '{}'
+        --user UUID --token=TOKEN hub.info.get '{}'
 
 Exit status: 0 on a result, 1 on an error reply (or a refused login),
 2 when the connection fails.
@@ -64,7 +64,8 @@ def main(argv=None):
     ap.add_argument("params", nargs="?", default="{}", help="JSON object")
     ap.add_argument("--user", help="log in as this user (UUID) first")
     ap.add_argument("--hub", help="log in as this controller (UUID) first")
-    ap.add_argument("--token", help="the access token for --user or --hub")
+    ap.add_argument("--token", help="the access token for --user or --hub; write --token=TOKEN,"
+                    " since a token may start with '-'")
     ap.add_argument("--no-verify", action="store_true",
                     help="accept any server certificate (self-signed peers)")
     ap.add_argument("--cafile", help="verify the server certificate against this CA file")
