@@ -301,3 +301,26 @@ def test_cli_takes_a_token_that_starts_with_a_dash(make_peer):
     p = make_peer(users={user: [token]})
     done = cli(p.url(), "--no-verify", "--user", user, "--token=" + token, "hub.info.get")
     assert done.returncode == 0, done.stderr
+
+
+def test_make_run_starts_a_cloud_and_a_peer_that_a_new_user_reaches(tmp_path):
+    from host_tests.proc import LoggedProcess
+
+    port, cloud_port = port_pair(), free_port()
+    demo = LoggedProcess()
+    demo.spawn([sys.executable, "-u", "-m", "tools.demo", "--dir", str(tmp_path / "var"),
+                "--port", str(port), "--cloud-port", str(cloud_port)])
+    try:
+        demo.wait_log("cloud link up: ", 30)  # the peer's line, not the instructions
+        args, user, token = printed_credentials("\n".join(demo.lines))
+        assert args[0] == "wss://127.0.0.1:%d" % port
+        assert cli(*args).returncode == 0
+        add = demo.wait_log(r"tools\.labcloud .* add-user \S+").split("python ", 1)[1]
+        made = py(*shlex.split(add))
+        new_user, new_token = re.search(r"User (\S+) .*\n.*: (\S+)\n", made.stdout).groups()
+        demo.wait_log("version 3 in force", 10)
+        done = cli(args[0], "--no-verify", "--user", new_user, "--token=" + new_token, "hub.info.get")
+        assert done.returncode == 0, done.stderr
+    finally:
+        assert demo.stop() == 0
+    assert [l for l in demo.lines if l.endswith(" stopped")]  # the peer stopped cleanly

@@ -57,24 +57,32 @@ def tell(path, uuid, user, token, port):
     sys.stdout.flush()
 
 
-def run(path, folder):
-    cloud = subprocess.Popen([sys.executable, "-m", "tools.labcloud", path, "serve"])
-    time.sleep(1)  # the cloud first: the peer's first link attempt then succeeds
-    peer = subprocess.Popen([MICROPYTHON, "main.py", "--data", folder])
+def stop(proc):
+    # A Ctrl-C in the terminal reaches the children too: give them a moment
+    # to stop on their own before asking, so none is interrupted twice.
     try:
-        while cloud.poll() is None and peer.poll() is None:
+        proc.wait(2)
+        return
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def run(path, folder):
+    procs = [subprocess.Popen([sys.executable, "-m", "tools.labcloud", path, "serve"])]
+    try:
+        time.sleep(1)  # the cloud first: the peer's first link attempt then succeeds
+        procs.insert(0, subprocess.Popen([MICROPYTHON, "main.py", "--data", folder]))
+        while all(proc.poll() is None for proc in procs):
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        for proc in (peer, cloud):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc in (peer, cloud):
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for proc in procs:
+            stop(proc)
     return 0
 
 
@@ -92,4 +100,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # during set-up, before anything runs
+        sys.exit(130)
