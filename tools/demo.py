@@ -57,18 +57,28 @@ def tell(path, uuid, user, token, port):
     sys.stdout.flush()
 
 
-def stop(proc):
+def _wait_all(procs, seconds):
+    deadline = time.monotonic() + seconds
+    for proc in procs:
+        try:
+            proc.wait(max(0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def stop_all(procs):
     # A Ctrl-C in the terminal reaches the children too: give them a moment
-    # to stop on their own before asking, so none is interrupted twice.
-    try:
-        proc.wait(2)
-        return
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    # to stop on their own before asking, so none is interrupted twice; then
+    # ask, then force. Seven seconds at most in all.
+    _wait_all(procs, 2)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    _wait_all(procs, 5)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def run(path, folder):
@@ -81,8 +91,7 @@ def run(path, folder):
     except KeyboardInterrupt:
         pass
     finally:
-        for proc in procs:
-            stop(proc)
+        stop_all(procs)
     return 0
 
 
