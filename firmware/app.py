@@ -59,6 +59,26 @@ def load(folder):
         board.unload("config", "access")
 
 
+def tls_context(certs):
+    # A server context from the first certificate set that loads, or None.
+    # Made before the server's code loads at start-up: it needs a few KB in
+    # one piece, which a young heap still has.
+    try:
+        import ssl
+    except ImportError:  # a build without TLS serves plain WS only
+        log("this MicroPython has no ssl module: no WSS listener")
+        return None
+    for i, (cert, key, _parents) in enumerate(certs):
+        try:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            return ctx
+        except (ValueError, OSError) as e:
+            log("access data current[%d]: certificate or key does not load (%s)" % (i, e))
+    log("no loadable certificate in the access data current[]")
+    return None
+
+
 def data_dir(argv):
     if "--data" in argv:
         i = argv.index("--data")
@@ -88,6 +108,8 @@ def start_cloud(cfg, server, ca, folder):
 
 
 async def serve(cfg, data, ca, folder):
+    tls = tls_context(data.certs)
+    data.certs = []  # the TLS context holds its own parsed copy
     from firmware.hub import VERSION, Hub
     from firmware.server import Server
     from firmware.switches import Switches
@@ -95,8 +117,7 @@ async def serve(cfg, data, ca, folder):
     switches = Switches(folder + "/switches.json", log)
     hub = Hub(cfg, data, switches, log)
     server = Server(cfg, hub, log)
-    server.tls = server.tls_context(data.certs)
-    data.certs = []  # the TLS context holds its own parsed copy
+    server.tls = tls
     await server.start()
     if cfg["cloud_url"] and (ca or not cfg["cloud_verify"]):
         start_cloud(cfg, server, ca, folder)

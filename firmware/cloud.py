@@ -338,7 +338,9 @@ class CloudLink:
             return "version %d is older than %d (rollback)" % (data.version, current)
         if data.version == current:
             return None
-        tls = self.server.tls_context(data.certs)
+        from firmware.app import tls_context
+
+        tls = tls_context(data.certs)
         if tls is None:
             return "no certificate set loads"
         data.certs = []  # the TLS context holds its own parsed copy

@@ -6,12 +6,6 @@ from firmware import board, ws
 from firmware.conn import Conn
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
-try:
-    import ssl
-except ImportError:  # a build without TLS serves plain WS only
-    ssl = None
-
-
 class Server:
     def __init__(self, cfg, hub, log):
         self.cfg = cfg
@@ -25,21 +19,6 @@ class Server:
         self.refused_at = ticks_add(ticks_ms(), -1000)  # the first is logged at once
         hub.on_switch = self.on_switch
         hub.conn_count = lambda: len(self.conns)
-
-    def tls_context(self, certs):
-        # A server context from the first certificate set that loads, or None.
-        if ssl is None:
-            self.log("this MicroPython has no ssl module: no WSS listener")
-            return None
-        for i, (cert, key, _parents) in enumerate(certs):
-            try:
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                ctx.load_cert_chain(cert, key)
-                return ctx
-            except (ValueError, OSError) as e:
-                self.log("access data current[%d]: certificate or key does not load (%s)" % (i, e))
-        self.log("no loadable certificate in the access data current[]")
-        return None
 
     async def use_access(self, data, tls):
         # New access data in force: its certificate for new connections (the
