@@ -242,7 +242,9 @@ def parse(obj, limits=None):
     if not isinstance(obj, dict):
         raise AccessError("access data is not an object")
     lim = dict(_LIMITS)
-    lim.update(limits or {})
+    for key in _LIMITS:  # limits may be the whole config: take what is ours
+        if limits and key in limits:
+            lim[key] = limits[key]
     problems = []
     clients = _section(obj, "clients", dict, problems)
     peers = _section(obj, "peers", dict, problems)

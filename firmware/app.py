@@ -21,7 +21,7 @@ def load_access(access, path, cfg):
         log("no valid %s: no logins possible until access data arrives" % path)
         return access.Access()
     try:
-        data, problems = access.parse(obj, {"max_tokens_per_user": cfg["max_tokens_per_user"]})
+        data, problems = access.parse(obj, cfg)
     except access.AccessError as e:
         log("access.json refused: %s" % e)
         return access.Access()
@@ -59,10 +59,12 @@ def load(folder):
         board.unload("config", "access")
 
 
-def tls_context(certs):
-    # A server context from the first certificate set that loads, or None.
-    # Made before the server's code loads at start-up: it needs a few KB in
-    # one piece, which a young heap still has.
+def tls_context(data):
+    # A server context from the first certificate set of the access data
+    # that loads, or None. The context keeps its own parsed copy, so the DER
+    # leaves the heap. Made before the server's code loads at start-up: it
+    # needs a few KB in one piece, which a young heap still has.
+    certs, data.certs = data.certs, []
     try:
         import ssl
     except ImportError:  # a build without TLS serves plain WS only
@@ -108,8 +110,7 @@ def start_cloud(cfg, server, ca, folder):
 
 
 async def serve(cfg, data, ca, folder):
-    tls = tls_context(data.certs)
-    data.certs = []  # the TLS context holds its own parsed copy
+    tls = tls_context(data)
     from firmware.hub import VERSION, Hub
     from firmware.server import Server
     from firmware.switches import Switches

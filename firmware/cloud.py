@@ -192,8 +192,8 @@ class CloudLink:
         self.stream.write(data)
         await asyncio.wait_for_ms(self.stream.drain(), self.cfg["write_timeout"] * 1000)
 
-    async def _send_json(self, obj):
-        await self._send(ws.encode(ws.OP_TEXT, json.dumps(obj), mask=True))
+    async def _send_text(self, text):
+        await self._send(ws.encode(ws.OP_TEXT, text, mask=True))
 
     async def _receive(self, wait_ms):
         # The next JSON message, or None when wait_ms passes first. After
@@ -251,7 +251,7 @@ class CloudLink:
         req = {"id": rid, "method": method, "params": params}
         if api:
             req["api"] = api
-        await self._send_json(req)
+        await self._send_text(json.dumps(req))
         deadline = ticks_add(ticks_ms(), self.cfg["write_timeout"] * 1000)
         handled = 0
         while True:
@@ -270,17 +270,15 @@ class CloudLink:
         # A request from the cloud: only the credentials announcement.
         method = msg.get("method")
         rid = msg.get("id")
-        if method != UPDATED:
-            err = rpc.RpcError(rpc.METHOD_NOT_FOUND, "Method not found", "rpc.method.notfound")
-            await self._send(ws.encode(ws.OP_TEXT, rpc.error(rid, method, err), mask=True))
-            return
         try:
+            if method != UPDATED:
+                raise rpc.method_not_found()
             params = msg.get("params")
             version = rpc.param(params if isinstance(params, dict) else {}, "newVersion", int)
         except rpc.RpcError as e:
-            await self._send(ws.encode(ws.OP_TEXT, rpc.error(rid, method, e), mask=True))
+            await self._send_text(rpc.error(rid, method, e))
             return
-        await self._send(ws.encode(ws.OP_TEXT, rpc.result(rid, method, {}), mask=True))
+        await self._send_text(rpc.result(rid, method, {}))
         current = self.hub.access.version
         if current is None or version > current:
             self.wanted = version
@@ -324,7 +322,7 @@ class CloudLink:
         from firmware import access
 
         try:
-            data, problems = access.parse(result, {"max_tokens_per_user": self.cfg["max_tokens_per_user"]})
+            data, problems = access.parse(result, self.cfg)
         except access.AccessError as e:
             return str(e)
         finally:
@@ -340,10 +338,9 @@ class CloudLink:
             return None
         from firmware.app import tls_context
 
-        tls = tls_context(data.certs)
+        tls = tls_context(data)
         if tls is None:
             return "no certificate set loads"
-        data.certs = []  # the TLS context holds its own parsed copy
         try:
             store.write_json(self.path, result, board.pause_point)
         except OSError as e:

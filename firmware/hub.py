@@ -15,7 +15,6 @@ BAD_PASSWORD = (rpc.SERVER_ERROR, "Bad password", "user.login.badpassword")
 LOGIN_REQUIRED = (rpc.SERVER_ERROR, "Login required", "user.login.required")
 INTERNAL = (rpc.SERVER_ERROR, "Internal error", "hub.internal.error")
 NOT_SAVED = (rpc.SERVER_ERROR, "Setting not saved", "hub.storage.failed")
-UNKNOWN = (rpc.METHOD_NOT_FOUND, "Method not found", "rpc.method.notfound")
 
 ID_MAX = 64
 TOKEN_MAX = 256
@@ -58,7 +57,7 @@ class Hub:
         # costs RAM on the board, a dict entry to an int almost none.
         kind = METHODS.get(method)
         if kind is None:
-            raise rpc.RpcError(*UNKNOWN)
+            raise rpc.method_not_found()
         if kind > _PUBLIC and not self.allowed(conn):
             raise rpc.RpcError(*LOGIN_REQUIRED)
         if kind == _LOGIN:

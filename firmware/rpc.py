@@ -25,6 +25,10 @@ def invalid():
     return RpcError(WRONG_PARAMS, "Wrong params", "rpc.params.invalid")
 
 
+def method_not_found():
+    return RpcError(METHOD_NOT_FOUND, "Method not found", "rpc.method.notfound")
+
+
 def parse(data):
     # Returns (id, method, params); RequestError carries what to echo back.
     try:

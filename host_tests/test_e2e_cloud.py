@@ -288,3 +288,14 @@ def test_a_peer_without_a_certificate_opens_wss_when_a_sync_brings_one(cloud, ru
     peer.wait_log("no WSS listener")
     peer.wait_log("in force")
     assert eventually(lambda: login_error(peer, user, token) is None)
+
+
+def test_cloud_verify_off_links_to_any_certificate_and_says_so(cloud, run_folder, tmp_path):
+    uuid, folder = cloud.controller(cloud_verify=False)
+    with open(os.path.join(folder, "cloud-ca.pem"), "w") as f:  # the wrong CA, not even read
+        f.write(lab.meta(Lab(tmp_path / "other").db, "ca_cert"))
+    peer = run_folder(folder)
+    peer.wait_log("WARNING: cloud_verify is false")
+    peer.wait_log("cloud link up")
+    user, token = lab.add_user(cloud.db, uuid)
+    assert eventually(lambda: login_error(peer, user, token) is None)
