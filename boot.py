@@ -1,1 +1,8 @@
-# Runs first on the board, before main.py. The host needs nothing here.
+# Runs first on the board, before main.py: Wi-Fi, host name and clock from
+# the data folder's config.json, every wait bounded (README, "On the board").
+# Its code leaves the heap before main.py starts.
+import sys
+
+import firmware.netup
+
+firmware.netup.boot(sys.argv)

@@ -1,6 +1,19 @@
 # Board and host entry point: `micropython main.py --data DIR` on a PC.
+# An unhandled error is written to crash.log beside the data folder and
+# resets the board (on the host: exit status 1); should even that fail,
+# the watchdog resets it. Ctrl-C is no crash: it stops the firmware and
+# leaves the REPL.
 import sys
 
 from firmware import app
 
-app.main(sys.argv)
+try:
+    app.main(sys.argv)  # returns after Ctrl-C
+    app.board.watchdog(0)  # so that the REPL and mpremote keep the board
+except Exception as e:
+    import asyncio
+
+    asyncio.new_event_loop()  # drops the tasks: room for the crash log's code
+    from firmware import crashlog
+
+    crashlog.crashed(e, sys.argv)

@@ -30,6 +30,7 @@ class Access:
         self.clients = {} if clients is None else clients
         self.peers = {} if peers is None else peers
         self.certs = [] if certs is None else certs
+        self.parents = ()  # DER chain that verifies peers (set by the TLS set-up)
 
     def digests(self, role, ident):
         # The token digests that let `ident` log in as `role`, or None.

@@ -28,20 +28,32 @@ DEFAULTS = {
     "sync_interval": 3600,
     "cloud_backoff_max": 60,
     "cloud_max_message": 32768,
+    # Links to the peers of the access data: {peer UUID: "wss://..."}; a
+    # peer without an entry is dialled at wss://HUB<serial>.local:17000.
+    "peer_urls": {},
+    "max_peer_links": 1,
+    "peer_backoff_max": 60,
+    "peer_max_message": 4096,
 }
 
 # Seconds; a day at most, so deadlines stay within the board's tick range
 # (its ticks wrap after about 12 days).
 TIMES = ("handshake_timeout", "login_timeout", "write_timeout", "ping_interval",
-         "idle_timeout", "sync_interval", "cloud_backoff_max")
-# A synced access.json must fit what start-up reads (app.ACCESS_MAX).
+         "idle_timeout", "sync_interval", "cloud_backoff_max", "peer_backoff_max")
+# A synced access.json must fit what start-up reads (datafolder.ACCESS_MAX).
 CLOUD_MESSAGE_MAX = 32768
 
+# Numbers that may be 0 (max_peer_links 0: no outgoing peer links).
+ZERO_OK = ("max_peer_links",)
 # Keys that may be left empty, and keys that may be longer than an id.
 OPTIONAL = ("cloud_url", "cloud_token")
 LONG = ("cloud_url", "cloud_token", "cloud_ca")
 
 CONFIG_MAX = 8192
+# 802.11: an SSID is 1-32 bytes; a WPA passphrase up to 63 characters, or
+# a 64-digit hex key.
+SSID_MAX = 32
+PASSWORD_MAX = 64
 
 
 class ConfigError(Exception):
@@ -53,8 +65,9 @@ def _check(cfg, key, kind):
     if kind is bool:
         ok, what = value is True or value is False, "true or false"
     elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-        what = "a positive integer"
+        least = 0 if key in ZERO_OK else 1
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= least
+        what = "a non-negative integer" if least == 0 else "a positive integer"
     else:
         least = 0 if key in OPTIONAL else 1
         most = 256 if key in LONG else 64
@@ -62,6 +75,30 @@ def _check(cfg, key, kind):
         what = "a string" if least == 0 else "a non-empty string"
     if not ok:
         raise ConfigError("config.json: '%s' must be %s" % (key, what))
+
+
+def _check_urls(urls):
+    # {peer UUID: wss:// URL}, as many as the access data may name peers.
+    ok = isinstance(urls, dict) and len(urls) <= 32
+    for uuid, url in urls.items() if ok else ():
+        ok = ok and 0 < len(uuid) <= 64 and isinstance(url, str) and 6 < len(url) <= 256
+        ok = ok and url.startswith("wss://")
+    if not ok:
+        raise ConfigError("config.json: 'peer_urls' must map peer UUIDs to wss:// URLs (at most 32)")
+
+
+def _wifi(value):
+    # {"ssid", "password"} for boot.py to join, or None: no Wi-Fi set-up
+    # (the host, or a board connected some other way).
+    if not isinstance(value, dict):
+        raise ConfigError('config.json: \'wifi\' must be an object {"ssid": ..., "password": ...}')
+    wifi = {}
+    for key, most in (("ssid", SSID_MAX), ("password", PASSWORD_MAX)):
+        text = value.get(key, "")
+        if not isinstance(text, str) or len(text.encode()) > most:
+            raise ConfigError("config.json: 'wifi.%s' must be a string of at most %d bytes" % (key, most))
+        wifi[key] = text
+    return wifi if wifi["ssid"] else None
 
 
 def parse(text):
@@ -74,20 +111,23 @@ def parse(text):
     for key in ("hub", "serial"):
         if key not in given:
             raise ConfigError("config.json: required key '%s' is missing" % key)
-    cfg = dict(DEFAULTS)
+    cfg = dict(DEFAULTS)  # type: dict
     cfg.update(given)
     for key in ("hub", "serial"):
         _check(cfg, key, str)
     for key, default in DEFAULTS.items():
-        _check(cfg, key, type(default))
+        if not isinstance(default, dict):
+            _check(cfg, key, type(default))
+    _check_urls(cfg["peer_urls"])
     for key in ("wss_port", "ws_port"):
         if cfg[key] > 65535:
             raise ConfigError("config.json: '%s' must be a port number (1-65535)" % key)
     for key in TIMES:
         if cfg[key] > 86400:
             raise ConfigError("config.json: '%s' must be at most 86400 seconds" % key)
-    if cfg["cloud_max_message"] > CLOUD_MESSAGE_MAX:
-        raise ConfigError("config.json: 'cloud_max_message' must be at most %d" % CLOUD_MESSAGE_MAX)
+    for key in ("cloud_max_message", "peer_max_message"):
+        if cfg[key] > CLOUD_MESSAGE_MAX:
+            raise ConfigError("config.json: '%s' must be at most %d" % (key, CLOUD_MESSAGE_MAX))
     if cfg["wss_port"] == cfg["ws_port"]:
         raise ConfigError("config.json: 'ws_port' must differ from 'wss_port'")
     if cfg["cloud_url"]:
@@ -95,6 +135,7 @@ def parse(text):
             raise ConfigError("config.json: 'cloud_url' must be a wss:// URL")
         if not cfg["cloud_token"]:
             raise ConfigError("config.json: 'cloud_token' is required with 'cloud_url'")
+    cfg["wifi"] = _wifi(given.get("wifi", {}))
     return cfg
 
 

@@ -2,6 +2,7 @@
 import asyncio
 import gc
 import json
+import time
 
 from firmware import auth, board, rpc
 
@@ -15,6 +16,8 @@ BAD_PASSWORD = (rpc.SERVER_ERROR, "Bad password", "user.login.badpassword")
 LOGIN_REQUIRED = (rpc.SERVER_ERROR, "Login required", "user.login.required")
 INTERNAL = (rpc.SERVER_ERROR, "Internal error", "hub.internal.error")
 NOT_SAVED = (rpc.SERVER_ERROR, "Setting not saved", "hub.storage.failed")
+NOT_ALLOWED = (rpc.SERVER_ERROR, "Not allowed for a controller", "hub.method.notallowed")
+NOT_LINKED = (rpc.SERVER_ERROR, "Peer not linked", "hub.peer.notlinked")
 
 ID_MAX = 64
 TOKEN_MAX = 256
@@ -32,14 +35,16 @@ class Hub:
         self.throttle = auth.Throttle(cfg["login_delay_ms"], cfg["login_delay_max_ms"])
         self.on_switch = None  # set by the server: applies a switch at once
         self.conn_count = None  # set by the server: open connections
+        self.links = None  # the peer links, once the access data names peers
 
     def allowed(self, conn):
         return conn.role is not None or self.switches.get("anonymous")
 
-    async def handle(self, conn, data):
-        # One request in, one reply string out.
+    async def handle(self, conn, data, decoded=False):
+        # One request in (text, or an object already decoded), one reply
+        # string out.
         try:
-            rid, method, params = rpc.parse(data)
+            rid, method, params = rpc.check(data) if decoded else rpc.parse(data)
         except rpc.RequestError as e:
             return rpc.error(e.rid, e.method, e.err)
         try:
@@ -60,6 +65,12 @@ class Hub:
             raise rpc.method_not_found()
         if kind > _PUBLIC and not self.allowed(conn):
             raise rpc.RpcError(*LOGIN_REQUIRED)
+        if kind > _CONTROLLER and conn.role == "hub":
+            raise rpc.RpcError(*NOT_ALLOWED)
+        if kind >= _LINKS and conn.role is None:
+            # Peer links act with this controller's credentials: never for
+            # an anonymous caller.
+            raise rpc.RpcError(*LOGIN_REQUIRED)
         if kind == _LOGIN:
             return await self._login(conn, "user" if method.endswith(".ui") else "hub", params)
         if kind == _INFO:
@@ -68,7 +79,13 @@ class Hub:
             return self.set_switch(conn, "insecure" if "insecure" in method else "anonymous", params)
         if kind == _DIAGNOSTICS:
             return self.diagnostics()
-        return json.loads(INVENTORY[method])
+        if kind == _INVENTORY:
+            return json.loads(INVENTORY[method])
+        if self.links is None:  # no peers in the access data
+            if kind == _LINKS:
+                return {"links": []}
+            raise rpc.RpcError(*NOT_LINKED)
+        return await self.links.answer(kind == _LINKS, params)
 
     async def _login(self, conn, role, params):
         ident = rpc.param(params, role, str, ID_MAX)
@@ -80,6 +97,7 @@ class Hub:
         if auth.check(digests, proof, self.cfg["max_tokens_per_user"]):
             # The proof is kept to end the session if a sync revokes it.
             conn.role, conn.ident, conn.proof = role, ident, proof
+            conn.since = time.time()
             self.throttle.succeeded(conn.addr)
             self.log("%s logged in as %s %s" % (conn.name, role, ident))
             return {}
@@ -108,6 +126,9 @@ class Hub:
             res["kernel"] = board.kernel()
             res["uptime"] = _uptime(board.uptime_s())
             res["localtime"] = board.localtime()
+            # GC heap free now, without a collection (hub.diagnostics.get
+            # collects first): cheap enough for every call.
+            res["freeMemory"] = board.heap()[1]
         return res
 
     def set_switch(self, conn, name, params):
@@ -119,18 +140,23 @@ class Hub:
                 self.log("cannot save %s access: %s" % (name, e))
                 raise rpc.RpcError(*NOT_SAVED)
             self.log("%s set %s access %s" % (conn.name, name, "on" if on else "off"))
-            conn.after_reply(lambda: self.on_switch(name))
+            conn.after_reply(lambda: self.on_switch(name))  # type: ignore[misc]  # set by then
         return {}
 
     def diagnostics(self):
         # Heap after a collection, so the figure is what the peer really holds.
         gc.collect()
         alloc, free = board.heap()
-        return {"heapAlloc": alloc, "heapFree": free, "connections": self.conn_count()}
+        return {"heapAlloc": alloc, "heapFree": free,
+                "connections": self.conn_count()}  # type: ignore[misc]  # set by then
 
 
-_LOGIN, _INFO, _SWITCH, _DIAGNOSTICS, _INVENTORY = 0, 1, 2, 3, 4
-_PUBLIC = _INFO  # kinds up to this one may be called before login
+# Kinds in order of who may call them: up to _PUBLIC anyone, up to
+# _CONTROLLER a peer controller too, above it users (from _LINKS on, only
+# users who logged in).
+_LOGIN, _INFO, _DIAGNOSTICS, _INVENTORY, _SWITCH, _LINKS, _VIA_PEER = 0, 1, 2, 3, 4, 5, 6
+_PUBLIC = _INFO
+_CONTROLLER = _INVENTORY
 
 METHODS = {
     "hub.offline.login.ui": _LOGIN,
@@ -140,6 +166,8 @@ METHODS = {
     "hub.offline.anonymous_access.enabled.set": _SWITCH,
     "hub.offline.insecure_access.enabled.set": _SWITCH,
     "hub.diagnostics.get": _DIAGNOSTICS,
+    "hub.peer.links.list": _LINKS,
+    "hub.peer.call": _VIA_PEER,
 }
 
 # An empty inventory: clients take stock right after login and keep working

@@ -35,6 +35,11 @@ def parse(data):
         req = json.loads(data)
     except Exception:  # ValueError, or MemoryError on absurd nesting
         raise RequestError(None, None, RpcError(PARSE_ERROR, "Parse error", "rpc.parse.error"))
+    return check(req)
+
+
+def check(req):
+    # A decoded request -> (id, method, params), as parse() does.
     if not isinstance(req, dict):
         raise RequestError(None, None, RpcError(BAD_REQUEST, "Bad request", "rpc.request.invalid"))
     rid = req.get("id")

@@ -22,7 +22,8 @@ class Server:
 
     async def use_access(self, data, tls):
         # New access data in force: its certificate for new connections (the
-        # listener stays), and sessions whose token it no longer holds end.
+        # listener stays), sessions whose token it no longer holds end, and
+        # the peer links follow it.
         self.hub.access = data
         self.tls = tls
         if "wss" not in self.listeners:
@@ -31,6 +32,18 @@ class Server:
             digests = conn.role and data.digests(conn.role, conn.ident)
             if conn.role and not (digests and conn.proof in digests):
                 conn.kick(ws.CLOSE_POLICY, "access revoked")
+        self.follow_peers(data)
+
+    def follow_peers(self, data):
+        # The peer links' code loads only once the access data names a peer
+        # to dial (max_peer_links 0 keeps it out of the heap).
+        if (data.peers and self.cfg["max_peer_links"]) or self.hub.links:
+            try:
+                from firmware import peers
+
+                peers.follow(self, data)
+            except MemoryError:
+                self.log("no peer links: not enough memory for them (see README, Memory)")
 
     async def start(self):
         if self.tls is not None:

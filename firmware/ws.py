@@ -60,7 +60,7 @@ def head_complete(buf):
     return -1
 
 
-def _split_head(head, bad):
+def split_head(head, bad):
     # -> (first line, {lowercase name: value}); malformed heads raise `bad`.
     try:
         text = bytes(head).decode()
@@ -92,13 +92,13 @@ def _has_token(value, token):
     return False
 
 
-def _is_upgrade(headers):
+def is_upgrade(headers):
     return _has_token(headers.get("upgrade", ""), "websocket") and _has_token(
         headers.get("connection", ""), "upgrade"
     )
 
 
-def _accept(key):
+def accept_key(key):
     digest = hashlib.sha1((key + _GUID).encode()).digest()
     return binascii.b2a_base64(digest)[:-1].decode()
 
@@ -114,7 +114,7 @@ def _valid_key(key):
 
 
 def parse_request(head):
-    line, h = _split_head(head, 400)
+    line, h = split_head(head, 400)
     parts = line.split(" ")
     if len(parts) != 3 or not parts[1].startswith("/") or parts[2] != "HTTP/1.1":
         raise HandshakeError(400, "Malformed request line")
@@ -122,7 +122,7 @@ def parse_request(head):
         raise HandshakeError(405, "Method not allowed")
     if "host" not in h:
         raise HandshakeError(400, "Missing Host header")
-    if not _is_upgrade(h):
+    if not is_upgrade(h):
         raise HandshakeError(400, "Not a WebSocket upgrade")
     if h.get("sec-websocket-version") != "13":
         raise HandshakeError(426, "Unsupported WebSocket version")
@@ -137,7 +137,7 @@ def accept_response(key):
         "HTTP/1.1 101 Switching Protocols\r\n"
         "Upgrade: websocket\r\n"
         "Connection: Upgrade\r\n"
-        "Sec-WebSocket-Accept: %s\r\n\r\n" % _accept(key)
+        "Sec-WebSocket-Accept: %s\r\n\r\n" % accept_key(key)
     ).encode()
 
 
@@ -156,39 +156,6 @@ def reject_response(status, reason):
         "%s\r\n" % (status, _PHRASES.get(status, "Error"), len(body), extra)
     )
     return head.encode() + body
-
-
-def new_key():
-    return binascii.b2a_base64(os.urandom(16))[:-1].decode()
-
-
-def client_request(host, path, key):
-    return (
-        "GET %s HTTP/1.1\r\n"
-        "Host: %s\r\n"
-        "Upgrade: websocket\r\n"
-        "Connection: Upgrade\r\n"
-        "Sec-WebSocket-Key: %s\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n" % (path, host, key)
-    ).encode()
-
-
-def check_response(head, key):
-    line, h = _split_head(head, 502)
-    parts = line.split(" ", 2)
-    if len(parts) < 2 or parts[0] != "HTTP/1.1":
-        raise HandshakeError(502, "Malformed status line")
-    if parts[1] != "101":
-        status = parts[1]
-        status = int(status) if len(status) == 3 and status.isdigit() else 502
-        raise HandshakeError(status, "Upgrade refused")
-    if not _is_upgrade(h):
-        raise HandshakeError(502, "Not a WebSocket upgrade")
-    if h.get("sec-websocket-accept") != _accept(key):
-        raise HandshakeError(502, "Invalid Sec-WebSocket-Accept")
-    # We never offer any, so the server must not select one (RFC 6455 4.1).
-    if "sec-websocket-extensions" in h or "sec-websocket-protocol" in h:
-        raise HandshakeError(502, "Unrequested extension or subprotocol")
 
 
 # ---- payload helpers --------------------------------------------------------

@@ -1,5 +1,6 @@
 """Runs the real lab cloud (tools/labcloud) as a subprocess for end-to-end
 tests, and provisions controllers from it."""
+import contextlib
 import json
 import os
 import socket
@@ -7,11 +8,14 @@ import ssl
 import sys
 import tempfile
 import threading
+import time
 
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
 from host_tests.peer import free_port
 from host_tests.proc import LoggedProcess
+from tools.labcloud import ca as lab_ca
 from tools.labcloud import db as lab
 
 
@@ -32,41 +36,62 @@ class Lab(LoggedProcess):
     def controller(self, name="peer", **folder_cfg):
         """A new controller provisioned into a data folder: (uuid, folder)."""
         uuid, _serial = lab.add_controller(self.db)
+        return uuid, self.provision(uuid, name, **folder_cfg)
+
+    def provision(self, uuid, name, **folder_cfg):
+        """UUID's data folder NAME with its current access data and free
+        ports, FOLDER_CFG written over its config.json; returns the folder."""
         folder = os.path.join(self.folder, name)
         lab.provision(self.db, uuid, folder, wss_port=free_port(), ws_port=free_port())
         if folder_cfg:
-            path = os.path.join(folder, "config.json")
-            with open(path) as f:
-                cfg = json.load(f)
-            cfg.update(folder_cfg)
-            with open(path, "w") as f:
-                json.dump(cfg, f)
-        return uuid, folder
+            configure(folder, **folder_cfg)
+        return folder
 
 
-class FakeCloud:
-    """A misbehaving cloud: logs controllers in, then answers every sync with
-    reply(request) -> text, or None to cut the connection instead. It uses
-    the lab's server certificate, so the firmware trusts it."""
+def configure(folder, **changes):
+    """Writes CHANGES over FOLDER's config.json; returns the new config."""
+    path = os.path.join(folder, "config.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    cfg.update(changes)
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return cfg
 
-    def __init__(self, lab_db, reply):
-        self.reply = reply
+
+class WssServer:
+    """A websockets server over TLS on 127.0.0.1 that hands every connection
+    to self._handle; PEM holds its certificate and key."""
+
+    def __init__(self, pem):
         self.port = free_port()
-        self.syncs = self.logins = 0
-        pem = lab.meta(lab_db, "server_cert") + lab.meta(lab_db, "server_key")
-        self._dir = tempfile.mkdtemp()
-        path = os.path.join(self._dir, "server.pem")
+        folder = tempfile.mkdtemp()
+        path = os.path.join(folder, "server.pem")
         with open(path, "w") as f:
             f.write(pem)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(path)
-        # No pings of its own: keeping the link alive is the peer's job.
+        # No pings of its own: keeping a link alive is the peer's job.
         self.server = serve(self._handle, "127.0.0.1", self.port, ssl=ctx, ping_interval=None)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
     def url(self):
         return "wss://127.0.0.1:%d/" % self.port
+
+    def close(self):
+        self.server.shutdown()
+
+
+class FakeCloud(WssServer):
+    """A misbehaving cloud: logs controllers in, then answers every sync with
+    reply(request) -> text, or None to cut the connection instead. It uses
+    the lab's server certificate, so the firmware trusts it."""
+
+    def __init__(self, lab_db, reply):
+        self.reply = reply
+        self.syncs = self.logins = 0
+        super().__init__(lab.meta(lab_db, "server_cert") + lab.meta(lab_db, "server_key"))
 
     def _handle(self, ws):
         for text in ws:
@@ -85,5 +110,81 @@ class FakeCloud:
                 return
             ws.send(answer)
 
-    def close(self):
-        self.server.shutdown()
+
+BACKOFF_MAX = 2  # peer_backoff_max of the peers a Pair makes, in seconds
+
+
+class Pair:
+    """Controllers a and b, linked in the lab cloud, each with one user, each
+    dialling the other at its local port."""
+
+    def __init__(self, cloud, run_folder, **cfg):
+        # run_folder(folder, users) starts the firmware on a data folder.
+        self.cloud = cloud
+        self.a, self.b = (lab.add_controller(cloud.db)[0] for _ in range(2))
+        lab.link(cloud.db, self.a, self.b)
+        self.users = {u: lab.add_user(cloud.db, u) for u in (self.a, self.b)}
+        cfg = dict(peer_backoff_max=BACKOFF_MAX, sync_interval=3600, **cfg)
+        self.folders = {u: cloud.provision(u, name, **cfg) for u, name in ((self.a, "a"), (self.b, "b"))}
+        ports = {u: self.config(u)["wss_port"] for u in self.folders}
+        for u, other in ((self.a, self.b), (self.b, self.a)):
+            configure(self.folders[u], peer_urls={other: "wss://127.0.0.1:%d/" % ports[other]})
+        self.run_folder = run_folder
+        self.peers = {u: self.start(u) for u in (self.a, self.b)}
+
+    def config(self, uuid):
+        with open(os.path.join(self.folders[uuid], "config.json")) as f:
+            return json.load(f)
+
+    def start(self, uuid):
+        user, token = self.users[uuid]
+        return self.run_folder(self.folders[uuid], {user: [token]})
+
+    @contextlib.contextmanager
+    def user_session(self, uuid):
+        p = self.peers[uuid]
+        with p.connect() as ws:
+            assert p.login(ws)["error"] is None
+            yield ws
+
+
+class FakeController(WssServer):
+    """The far end of a peer's link, made here: a websockets server with a
+    certificate issued by CA for HUB<serial>, that logs the peer in when it
+    presents one of TOKENS and then sends the SCRIPT requests. Requests of
+    the peer's own (other than its login) go unanswered, or with HANGUP make
+    it close the connection."""
+
+    def __init__(self, ca, serial, tokens, script=(), hangup=False):
+        self.tokens = tokens
+        self.script = script
+        self.hangup = hangup
+        self.received = []
+        super().__init__("".join(lab_ca.controller_cert(ca, serial)))
+
+    def _handle(self, ws):
+        try:
+            for text in ws:
+                msg = json.loads(text)
+                self.received.append(msg)
+                if msg.get("method") == "hub.offline.login.hub":
+                    ok = msg["params"]["token"] in self.tokens
+                    err = None if ok else {"code": -32500, "message": "Bad password",
+                                          "data": "user.login.badpassword"}
+                    ws.send(json.dumps({"id": msg["id"], "method": msg["method"],
+                                        "error": err, "result": {} if ok else None}))
+                    for i, (method, params) in enumerate(self.script if ok else ()):
+                        ws.send(json.dumps({"id": "fake%d" % i, "method": method, "params": params}))
+                elif "method" in msg and self.hangup:
+                    ws.close()
+        except ConnectionClosed:
+            pass
+
+    def answers(self, count, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = [m for m in self.received if str(m.get("id")).startswith("fake")]
+            if len(got) >= count:
+                return got
+            time.sleep(0.05)
+        raise AssertionError("answers: %r" % self.received)

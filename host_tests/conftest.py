@@ -1,5 +1,6 @@
 import pytest
 
+from host_tests.cloud import Lab
 from host_tests.peer import Peer
 
 
@@ -36,3 +37,11 @@ def run_folder():
     yield run
     for p in started:
         p.stop()
+
+
+@pytest.fixture
+def cloud(tmp_path):
+    """The real lab cloud, serving from a temporary folder."""
+    c = Lab(tmp_path / "cloud").start()
+    yield c
+    c.stop()

@@ -59,7 +59,7 @@ def test_parse_does_not_modify_defaults():
 
 
 def test_unknown_keys_are_ignored():
-    cfg = parse(with_(colour=[1, 2], wss_prot="oops", nested={"a": None}, wifi=None))
+    cfg = parse(with_(colour=[1, 2], wss_prot="oops", nested={"a": None}, wlan=None))
     assert cfg["wss_port"] == 17000 and cfg["hub"] == MINIMAL["hub"]
 
 
@@ -90,9 +90,41 @@ def test_required_string_length_boundary():
 @pytest.mark.parametrize("key", INT_KEYS)
 @pytest.mark.parametrize("value", ["17000", 17000.0, None, [1], {"v": 1}, 0, -1])
 def test_int_key_of_wrong_type_is_named(key, value):
+    if value == 0 and key in config.ZERO_OK:
+        assert parse(with_(**{key: 0}))[key] == 0
+        return
     msg = error_of(with_(**{key: value}))
     assert "'%s'" % key in msg
     assert "integer" in msg
+
+
+def test_max_peer_links_zero_turns_outgoing_links_off_but_not_negative():
+    assert parse(with_(max_peer_links=0))["max_peer_links"] == 0
+    assert "non-negative integer" in error_of(with_(max_peer_links=-1))
+
+
+PEER = "0b5f3c2e-1111-4d1e-9b55-1a2b3c4d5e6f"
+
+
+def test_peer_urls_default_empty_and_accepted():
+    assert parse(MINIMAL)["peer_urls"] == {}
+    urls = {PEER: "wss://192.168.1.20:17000", "other": "wss://HUB1.local:17000/"}
+    assert parse(with_(peer_urls=urls))["peer_urls"] == urls
+
+
+@pytest.mark.parametrize("urls", [
+    [], "wss://x:1", {PEER: "ws://10.0.0.1:17001"}, {PEER: "https://x"}, {PEER: 5},
+    {PEER: "wss://"}, {PEER: "wss://" + "h" * 251}, {"": "wss://x:1"}, {"u" * 65: "wss://x:1"},
+    {"p%d" % i: "wss://x:1" for i in range(33)},
+])
+def test_bad_peer_urls_are_named(urls):
+    assert "'peer_urls'" in error_of(with_(peer_urls=urls))
+
+
+def test_peer_max_message_is_capped_like_the_clouds():
+    assert parse(with_(peer_max_message=config.CLOUD_MESSAGE_MAX))
+    assert "'peer_max_message' must be at most" in error_of(
+        with_(peer_max_message=config.CLOUD_MESSAGE_MAX + 1))
 
 
 @pytest.mark.parametrize("key", INT_KEYS)
@@ -217,3 +249,49 @@ def test_times_are_bounded_to_a_day(key):
 
 def test_cloud_message_is_bounded_by_what_start_up_reads():
     assert "'cloud_max_message'" in error_of(with_(cloud_max_message=config.CLOUD_MESSAGE_MAX + 1))
+
+
+# ---------------------------------------------------------------- wifi
+
+
+@pytest.mark.parametrize("wifi", [None, {}, {"ssid": ""}, {"ssid": "", "password": "secret-pw"}])
+def test_wifi_absent_or_without_ssid_means_no_wifi_set_up(wifi):
+    obj = with_() if wifi is None else with_(wifi=wifi)
+    assert parse(obj)["wifi"] is None
+
+
+def test_wifi_is_normalised_to_ssid_and_password():
+    cfg = parse(with_(wifi={"ssid": "lab", "password": "12345678", "band": "2.4"}))
+    assert cfg["wifi"] == {"ssid": "lab", "password": "12345678"}
+    # an open network: no password
+    assert parse(with_(wifi={"ssid": "café"}))["wifi"] == {"ssid": "café", "password": ""}
+
+
+def test_wifi_lengths_are_counted_in_bytes():
+    assert parse(with_(wifi={"ssid": "s" * 32}))["wifi"]["ssid"] == "s" * 32
+    assert parse(with_(wifi={"ssid": "é" * 16}))["wifi"]["ssid"] == "é" * 16  # 32 bytes
+    assert error_of(with_(wifi={"ssid": "é" * 17})) == \
+        "config.json: 'wifi.ssid' must be a string of at most 32 bytes"
+    assert "'wifi.ssid'" in error_of(with_(wifi={"ssid": "s" * 33}))
+    assert parse(with_(wifi={"ssid": "x", "password": "p" * 64}))["wifi"]["password"] == "p" * 64
+    assert error_of(with_(wifi={"ssid": "x", "password": "p" * 65})) == \
+        "config.json: 'wifi.password' must be a string of at most 64 bytes"
+
+
+@pytest.mark.parametrize("wifi", [None, "lab", ["lab", "pw"], 1, True])
+def test_wifi_must_be_an_object(wifi):
+    assert error_of(with_(wifi=wifi)).startswith("config.json: 'wifi' must be an object")
+
+
+@pytest.mark.parametrize("key", ["ssid", "password"])
+@pytest.mark.parametrize("value", [5, None, True, ["x"], {"x": 1}])
+def test_wifi_field_of_wrong_type_is_named(key, value):
+    wifi = {"ssid": "lab", "password": "12345678"}
+    wifi[key] = value
+    assert "'wifi.%s'" % key in error_of(with_(wifi=wifi))
+
+
+def test_wifi_errors_never_quote_the_password():
+    for wifi in ({"ssid": 5, "password": "hunter2-secret"},
+                 {"ssid": "lab", "password": "hunter2-secret" * 5}):
+        assert "hunter2" not in error_of(with_(wifi=wifi))

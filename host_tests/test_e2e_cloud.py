@@ -17,13 +17,6 @@ BADPASS = "user.login.badpassword"
 
 
 @pytest.fixture
-def cloud(tmp_path):
-    c = Lab(tmp_path / "cloud").start()
-    yield c
-    c.stop()
-
-
-@pytest.fixture
 def linked(cloud, run_folder):
     """A controller provisioned by the lab cloud, running, its link up."""
     uuid, folder = cloud.controller(sync_interval=3600)

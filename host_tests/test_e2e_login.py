@@ -84,8 +84,10 @@ def test_sessions_are_bound_to_one_connection(peer):
         assert set(info) == {"serial", "uuid", "model", "firmware",
                              "offlineAnonymousAccess", "offlineInsecureAccess"}
         full = call(a, "hub.info.get")["result"]
-        for key in ("architecture", "hardware", "kernel", "uptime", "localtime"):
+        for key in ("architecture", "hardware", "kernel", "uptime", "localtime", "freeMemory"):
             assert key in full
+        assert full["hardware"] == "unix port" and full["kernel"].startswith("MicroPython 1.")
+        assert isinstance(full["freeMemory"], int) and full["freeMemory"] > 0
         assert full["serial"] == "70010042" and isinstance(full["serial"], str)
         assert full["uuid"] == peer.cfg["hub"]
         assert full["offlineAnonymousAccess"] is False
@@ -93,7 +95,8 @@ def test_sessions_are_bound_to_one_connection(peer):
 
 def test_login_hub_against_peer_tokens(make_peer):
     other = str(uuid.uuid4())
-    p = make_peer(peers={other: ("70010111", ["peer-key-1", "peer-key-2"])})
+    # max_peer_links 0: logins from peers only; the link code stays unloaded.
+    p = make_peer(peers={other: ("70010111", ["peer-key-1", "peer-key-2"])}, max_peer_links=0)
     with p.connect() as ws:
         assert call(ws, "hub.offline.login.hub", {"hub": other, "token": "bad"})["error"] == BADPASS
         assert call(ws, "hub.offline.login.hub", {"hub": other, "token": "peer-key-2"})["error"] is None

@@ -258,6 +258,21 @@ def test_provision_writes_a_private_data_folder(capsys, lab, tmp_path):
     assert not labcloud.check_secret(db, hub, secret)  # the previous secret is gone
 
 
+def test_provision_peer_url_tells_the_controller_where_its_peers_listen(capsys, lab, tmp_path):
+    db, path = lab
+    hub, _ = labcloud.add_controller(db)
+    other, other_serial = labcloud.add_controller(db)
+    folder = tmp_path / "data"
+    status, _, _ = run(capsys, path, "provision", hub, folder,
+                       "--peer-url", other_serial + "=wss://127.0.0.1:17010/")
+    assert status == 0  # a peer named by its serial is written by its UUID
+    assert read_json(folder / "config.json")["peer_urls"] == {other: "wss://127.0.0.1:17010/"}
+    for bad in (other + "=ws://127.0.0.1:17011/", other, "nobody=wss://x:1/"):
+        status, _, err = run(capsys, path, "provision", hub, tmp_path / "x", "--peer-url", bad)
+        assert status == 1 and err.strip()
+        assert not os.path.exists(tmp_path / "x")
+
+
 class FolderPeer(Peer):
     """The firmware started on a folder the lab cloud wrote."""
 

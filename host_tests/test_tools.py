@@ -22,7 +22,7 @@ BADPASS = {"code": -32500, "message": "Bad password", "data": "user.login.badpas
 # hub.info.get keys clients read after login (API-NOTES), plus the identity.
 INFO_KEYS = {"serial", "uuid", "model", "hardware", "firmware", "architecture",
              "offlineAnonymousAccess", "offlineInsecureAccess"}
-VOLATILE = {"uptime", "localtime"}
+VOLATILE = {"uptime", "localtime", "freeMemory"}
 
 
 def py(*args, timeout=60):

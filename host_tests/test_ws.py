@@ -23,7 +23,7 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import FrameProtocol
 
-from firmware import ws
+from firmware import ws, wsclient
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 section 1.3
@@ -86,10 +86,10 @@ def open_wsproto_client():
 
 def open_wsproto_server():
     conn = WSConnection(ConnectionType.SERVER)
-    key = ws.new_key()
-    conn.receive_data(ws.client_request("esp32.local", "/rpc", key))
+    key = wsclient.new_key()
+    conn.receive_data(wsclient.client_request("esp32.local", "/rpc", key))
     assert isinstance(next(conn.events()), Request)
-    ws.check_response(conn.send(AcceptConnection()), key)
+    wsclient.check_response(conn.send(AcceptConnection()), key)
     return conn
 
 
@@ -289,15 +289,15 @@ def test_wsproto_client_handshake():
 
 
 def test_new_key():
-    keys = {ws.new_key() for _ in range(20)}
+    keys = {wsclient.new_key() for _ in range(20)}
     assert len(keys) == 20
     for key in keys:
         assert len(base64.b64decode(key, validate=True)) == 16
 
 
 def test_client_request_accepted_by_wsproto_server():
-    key = ws.new_key()
-    req = ws.client_request("esp32.local:80", "/rpc", key)
+    key = wsclient.new_key()
+    req = wsclient.client_request("esp32.local:80", "/rpc", key)
     assert ws.parse_request(req) == ("/rpc", key)
     conn = WSConnection(ConnectionType.SERVER)
     conn.receive_data(req)
@@ -306,14 +306,14 @@ def test_client_request_accepted_by_wsproto_server():
     assert (ev.host, ev.target, ev.extensions, ev.subprotocols) == ("esp32.local:80", "/rpc", [], [])
     resp = conn.send(AcceptConnection())
     assert ws.head_complete(resp) == len(resp)
-    ws.check_response(resp, key)
+    wsclient.check_response(resp, key)
     with pytest.raises(ws.HandshakeError) as ei:
-        ws.check_response(resp, ws.new_key())
+        wsclient.check_response(resp, wsclient.new_key())
     assert ei.value.status == 502
 
 
 def test_check_response_accepts_our_own_accept():
-    ws.check_response(ws.accept_response(RFC_KEY), RFC_KEY)
+    wsclient.check_response(ws.accept_response(RFC_KEY), RFC_KEY)
 
 
 def response(*headers, line="HTTP/1.1 101 Switching Protocols"):
@@ -329,7 +329,7 @@ BAD_RESPONSES = [
     ("http/1.0", response(*GOOD_RESPONSE, line="HTTP/1.0 101 Switching Protocols"), 502),
     ("empty line", response(*GOOD_RESPONSE, line="garbage"), 502),
     ("no accept", response(*GOOD_RESPONSE[:2]), 502),
-    ("wrong accept", response(*GOOD_RESPONSE[:2], "Sec-WebSocket-Accept: " + ws._accept("x" * 24)), 502),
+    ("wrong accept", response(*GOOD_RESPONSE[:2], "Sec-WebSocket-Accept: " + ws.accept_key("x" * 24)), 502),
     ("two accepts", response(*GOOD_RESPONSE + (GOOD_RESPONSE[2],)), 502),
     ("no upgrade", response(*GOOD_RESPONSE[1:]), 502),
     ("no connection", response(GOOD_RESPONSE[0], GOOD_RESPONSE[2]), 502),
@@ -342,13 +342,13 @@ BAD_RESPONSES = [
 @pytest.mark.parametrize("name,head,status", BAD_RESPONSES, ids=[r[0] for r in BAD_RESPONSES])
 def test_check_response_rejects(name, head, status):
     with pytest.raises(ws.HandshakeError) as ei:
-        ws.check_response(head, RFC_KEY)
+        wsclient.check_response(head, RFC_KEY)
     assert ei.value.status == status
     assert isinstance(ei.value.reason, str) and ei.value.reason
 
 
 def test_check_response_case_insensitive():
-    ws.check_response(
+    wsclient.check_response(
         response("UPGRADE: WebSocket", "connection: upgrade", "sec-websocket-accept: " + RFC_ACCEPT), RFC_KEY
     )
 
@@ -903,10 +903,10 @@ def test_unmask_keeps_zero_bytes():
 
 
 def test_accept_helper_is_sha1_base64():
-    assert ws._accept(RFC_KEY) == RFC_ACCEPT
-    key = ws.new_key()
+    assert ws.accept_key(RFC_KEY) == RFC_ACCEPT
+    key = wsclient.new_key()
     digest = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
-    assert ws._accept(key) == base64.b64encode(digest).decode()
+    assert ws.accept_key(key) == base64.b64encode(digest).decode()
 
 
 # ---- fragment bounds ---------------------------------------------------------------------

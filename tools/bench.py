@@ -233,7 +233,8 @@ def table(rows, baseline="baseline (TLS echo)"):
     lines += [(name, cell(p, fmt), cell(b, fmt), ratio(p, b)) for name, p, b, fmt in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(4)]
     for n, line in enumerate(lines):
-        print(" | ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths))))
+        cells = enumerate(zip(line, widths, strict=True))
+        print(" | ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in cells))
         if n == 0:
             print("-+-".join("-" * w for w in widths))
 

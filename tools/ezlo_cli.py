@@ -3,6 +3,10 @@
     python -m tools.ezlo_cli wss://127.0.0.1:17000 --no-verify \\
         --user UUID --token=TOKEN hub.info.get '{}'
 
+With --via-peer PEER_UUID the method runs on that peer controller instead,
+through this one's link to it (hub.peer.call); the reply printed is the
+peer's result or error.
+
 Exit status: 0 on a result, 1 on an error reply (or a refused login),
 2 when the connection fails.
 """
@@ -52,7 +56,11 @@ def run(args, params):
             if err and err.get("data") != "user.login.alreadylogged":
                 print(json.dumps(reply, indent=2))
                 return 1
-        reply = call(ws, 2, args.method, params, args.timeout)
+        method = args.method
+        if args.via_peer:
+            method, params = "hub.peer.call", {"peer": args.via_peer, "method": method,
+                                               "params": params}
+        reply = call(ws, 2, method, params, args.timeout)
     print(json.dumps(reply, indent=2))
     return 1 if reply.get("error") else 0
 
@@ -69,6 +77,8 @@ def main(argv=None):
     ap.add_argument("--no-verify", action="store_true",
                     help="accept any server certificate (self-signed peers)")
     ap.add_argument("--cafile", help="verify the server certificate against this CA file")
+    ap.add_argument("--via-peer", metavar="PEER_UUID",
+                    help="call the method on this peer controller through the link to it")
     ap.add_argument("--timeout", type=float, default=10.0)
     args = ap.parse_args(argv)
     if (args.user or args.hub) and not args.token:

@@ -70,9 +70,20 @@ def cmd_unlink(db, args):
     _pair_line(db, "Unlinked", args)
 
 
+def _peer_urls(db, pairs):
+    """{peer uuid: url} from PEER=URL arguments (PEER a UUID or serial)."""
+    urls = {}
+    for pair in pairs or ():
+        peer, sep, url = pair.partition("=")
+        if not sep or not url.startswith("wss://"):
+            raise store.LabCloudError("--peer-url wants PEER=wss://HOST:PORT/, not %r" % pair)
+        urls[store.resolve(db, peer)[0]] = url
+    return urls
+
+
 def cmd_provision(db, args):
     cfg = store.provision(db, args.controller, args.dir, args.host, args.wss_port, args.ws_port,
-                          args.force)
+                          args.force, _peer_urls(db, args.peer_url))
     print("Wrote %s for controller %s (serial %s): config.json, access.json (version %d),"
           " cloud-ca.pem." % (args.dir, cfg["hub"], cfg["serial"], _version(db, cfg["hub"])))
     print("Its new cloud secret is in config.json only; the previous one no longer logs in.")
@@ -139,6 +150,9 @@ def parser():
     p.add_argument("--wss-port", type=int, default=17000)
     p.add_argument("--ws-port", type=int, default=17001)
     p.add_argument("--force", action="store_true", help="write into an existing folder")
+    p.add_argument("--peer-url", action="append", metavar="PEER=URL",
+                   help="where this controller dials peer PEER (UUID or serial), e.g."
+                        " PEER=wss://127.0.0.1:17010/; repeatable")
     p = command("show", cmd_show, "list controllers, or one controller's users and peers")
     p.add_argument("controller", nargs="?", metavar="CONTROLLER")
     p = command("serve", cmd_serve, "run the WSS endpoint until Ctrl-C")

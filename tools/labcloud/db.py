@@ -333,9 +333,11 @@ def cloud_url(db):
     return "wss://%s:%s/" % ("[%s]" % host if ":" in host else host, meta(db, "port"))
 
 
-def provision(db, controller, folder, host="127.0.0.1", wss_port=17000, ws_port=17001, force=False):
+def provision(db, controller, folder, host="127.0.0.1", wss_port=17000, ws_port=17001, force=False,
+              peer_urls=None):
     """Writes the firmware's data folder with a new controller secret (the
-    previous one stops working); returns the config written."""
+    previous one stops working); returns the config written. PEER_URLS
+    ({peer uuid: wss url}) tells it where to dial its peers."""
     resolve(db, controller)  # before anything is written
     if os.path.exists(folder) and not force:
         raise LabCloudError("%s exists; use --force to overwrite its files" % folder)
@@ -347,6 +349,8 @@ def provision(db, controller, folder, host="127.0.0.1", wss_port=17000, ws_port=
         config = {"hub": uuid, "serial": serial, "host": host, "wss_port": wss_port,
                   "ws_port": ws_port, "cloud_url": cloud_url(db), "cloud_ca": "cloud-ca.pem",
                   "cloud_token": secret}
+        if peer_urls:
+            config["peer_urls"] = peer_urls
         write_private(os.path.join(folder, "config.json"), json.dumps(config, indent=2))
         write_private(os.path.join(folder, "cloud-ca.pem"), meta(db, "ca_cert"))
         write_private(os.path.join(folder, "access.json"),

@@ -37,7 +37,7 @@ def log(text, *args):
 
 def reply(request, result=None, error=None):
     if error is not None:
-        error = dict(zip(("code", "message", "data"), error))
+        error = dict(zip(("code", "message", "data"), error, strict=True))
     return json.dumps({"id": request.get("id"), "method": request.get("method"),
                        "error": error, "result": result})
 

@@ -1,0 +1,271 @@
+# Links to the peer controllers of the access data: one WSS client link per
+# peer (up to max_peer_links), verified against the chain in
+# current[].public_parent, logged in with hub.offline.login.hub and one of
+# the peer's tokens. Requests go both ways over it: the peer calls our
+# methods as a controller, and our users call its methods through
+# hub.peer.call. The links follow the access data: a new peer gets one, a
+# removed or changed one loses it. Loaded only once the data names a peer.
+import asyncio
+import json
+import time
+
+from firmware import board, rpc
+from firmware.hub import ID_MAX, LOGIN_REQUIRED, NOT_LINKED
+from firmware.link import Link, LinkError, error_data, is_request, reason
+from firmware.ticks import ticks_diff, ticks_ms
+
+DEFAULT_PORT = 17000  # where a controller found by its .local name listens
+FORWARDS = 2  # hub.peer.call requests in flight per link
+LOGIN = "hub.offline.login.hub"
+BAD_PASSWORD = "user.login.badpassword"
+
+CONNECTING, LOGGED_IN, BACKING_OFF = "connecting", "logged in", "backing off"
+
+BUSY = (rpc.SERVER_ERROR, "Peer busy", "hub.peer.busy")
+NO_ANSWER = (rpc.SERVER_ERROR, "Peer did not answer", "hub.peer.timeout")
+BAD_ANSWER = (rpc.SERVER_ERROR, "Malformed answer from the peer", "hub.peer.badanswer")
+
+
+class PeerLink(Link):
+    BACKOFF_KEY = "peer_backoff_max"
+
+    def __init__(self, links, uuid, peer):
+        cfg = links.cfg
+        url = cfg["peer_urls"].get(uuid) or "wss://HUB%s.local:%d" % (peer.serial, DEFAULT_PORT)
+        super().__init__(cfg, url, cfg["peer_max_message"], links.log)
+        # As the caller of the requests the peer sends us (see request()).
+        self.name = "peer %s" % peer.serial
+        self.role = self.ident = None
+        self.links = links
+        self.hub = links.server.hub
+        self.uuid = uuid
+        self.peer = peer
+        self.state = CONNECTING
+        self.changed = time.time()
+        self.error = None  # why the last session ended
+        self.first = 0  # the token to try first: the one that worked last
+        self.waiting = {}  # request id -> Event, for hub.peer.call
+        self.replies = {}  # request id -> the peer's reply
+        self.task = None
+
+    def _enter(self, state):
+        self.state = state
+        self.changed = time.time()
+
+    async def run(self):
+        while True:
+            self._enter(CONNECTING)
+            try:
+                await self._session()
+            except (OSError, ValueError, EOFError, LinkError, asyncio.TimeoutError) as e:
+                self.error = reason(e)[:96]
+            except Exception as e:  # MemoryError, or a bug: the link must live on
+                self.error = type(e).__name__
+            finally:
+                self._end()
+            self.log("%s link down: %s (%s:%d)" % (self.name, self.error, self.host, self.port))
+            self._enter(BACKING_OFF)
+            await self.backoff()
+
+    async def _session(self):
+        started = ticks_ms()
+        await self.connect(self.links.tls)
+        await self._login()
+        # The peer's certificate chains to public_parent and names the
+        # address we dialled: over this link it has the controller role.
+        self.role, self.ident = "hub", self.uuid
+        self.failures = 0
+        self._enter(LOGGED_IN)
+        self.log("%s link up in %d ms" % (self.name, ticks_diff(ticks_ms(), started)))
+        while True:
+            msg = await self.receive(self.cfg["idle_timeout"] * 1000)
+            if is_request(msg):
+                await self.request(msg)
+            elif msg is not None:
+                self._deliver(msg)
+
+    async def _login(self):
+        # Each token once, starting with the last that worked.
+        tokens = self.peer.tokens
+        for i in range(len(tokens)):
+            k = (self.first + i) % len(tokens)
+            reply = await self.call(LOGIN, {"hub": self.cfg["hub"], "token": tokens[k]})
+            err = reply.get("error")
+            if not err:
+                self.first = k
+                return
+            if not (isinstance(err, dict) and err.get("data") == BAD_PASSWORD):
+                raise LinkError("login refused (%s)" % error_data(reply))
+        raise LinkError("login refused: none of %d token(s) accepted" % len(tokens))
+
+    def _end(self):
+        self.close()
+        self.role = self.ident = None
+        for done in self.waiting.values():  # their callers learn the link is gone
+            done.set()
+
+    async def request(self, msg):
+        # A request from the peer over the link we opened: answered as to a
+        # controller once we are logged in there, refused before. A
+        # controller's methods change nothing, so nothing is left to do
+        # after the reply.
+        if self.role is None:
+            reply = rpc.error(msg.get("id"), msg.get("method"), rpc.RpcError(*LOGIN_REQUIRED))
+        else:
+            reply = await self.hub.handle(self, msg, True)
+        await self.send_text(reply)
+
+    def _deliver(self, reply):
+        rid = reply.get("id")
+        done = self.waiting.get(rid) if isinstance(rid, str) else None
+        if done is not None:
+            self.replies[rid] = reply
+            done.set()
+
+    async def forward(self, method, params):
+        # hub.peer.call: our user's request, the peer's answer.
+        if self.state != LOGGED_IN:
+            raise rpc.RpcError(*NOT_LINKED)
+        if len(self.waiting) >= FORWARDS:
+            raise rpc.RpcError(*BUSY)
+        self.ids += 1
+        rid = "f%d" % self.ids
+        done = self.waiting[rid] = asyncio.Event()
+        try:
+            await self.send_text(json.dumps({"id": rid, "method": method, "params": params}))
+            await asyncio.wait_for_ms(done.wait(), self.cfg["write_timeout"] * 1000)
+        except asyncio.TimeoutError:
+            raise rpc.RpcError(*NO_ANSWER)
+        except OSError:
+            raise rpc.RpcError(*NOT_LINKED)
+        finally:
+            del self.waiting[rid]
+        reply = self.replies.pop(rid, None)
+        if reply is None:  # the link went down meanwhile
+            raise rpc.RpcError(*NOT_LINKED)
+        return _answer(reply)
+
+
+def _answer(reply):
+    # The peer's result, or its error raised as ours (checked and cut: it
+    # reaches our user).
+    err = reply.get("error")
+    if err is None:
+        return reply.get("result")
+    if isinstance(err, dict):
+        code, message, data = err.get("code"), err.get("message"), err.get("data")
+        if (isinstance(code, int) and isinstance(message, str)
+                and (data is None or isinstance(data, str))):
+            raise rpc.RpcError(code, message[:128], data and data[:128])
+    raise rpc.RpcError(*BAD_ANSWER)
+
+
+def follow(server, data):
+    # The links follow the access data in force (server.use_access).
+    if server.hub.links is None:
+        server.hub.links = PeerLinks(server, server.log)
+    server.hub.links.update(data)
+
+
+class PeerLinks:
+    def __init__(self, server, log):
+        self.server = server
+        self.cfg = server.cfg
+        self.log = log
+        self.links = {}  # peer uuid -> PeerLink
+        self.parents = ()
+        self.tls = None
+
+    def update(self, data):
+        # The links follow new access data.
+        renewed = data.parents != self.parents
+        if renewed:
+            self.parents = data.parents
+            self.tls = self._context(data.parents)
+        held = {uuid: link.peer.tokens for uuid, link in self.links.items()}
+        limit = self.cfg["max_peer_links"] if self.tls else 0
+        stop, start = plan(held, data.peers, renewed, limit)
+        for uuid in stop:
+            self._stop(uuid)
+        for uuid in start:
+            link = self.links[uuid] = PeerLink(self, uuid, data.peers[uuid])
+            link.task = asyncio.create_task(link.run())
+
+    def _context(self, parents):
+        # A client context that trusts only the peers' chain, or None.
+        if not parents:
+            if self.server.hub.access.peers:
+                self.log("no public_parent in the access data: no peer links")
+            return None
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # (a stub gap)
+        try:
+            for der in parents:
+                ctx.load_verify_locations(cadata=der)
+        except (ValueError, OSError) as e:
+            self.log("public_parent does not load (%s): no peer links" % reason(e))
+            return None
+        return ctx
+
+    def _stop(self, uuid):
+        link = self.links.pop(uuid)
+        link.task.cancel()  # its clean-up closes the sockets
+        self.log("%s link closed: access data changed" % link.name)
+
+    async def answer(self, listing, params):
+        # hub.peer.links.list, or hub.peer.call: the request goes over our
+        # link to that peer, and its answer (result or error) is ours.
+        if listing:
+            return {"links": self.status()}
+        peer = rpc.param(params, "peer", str, ID_MAX)
+        method = rpc.param(params, "method", str, rpc.ECHO_MAX)
+        try:
+            inner = rpc.param(params, "params", dict)
+        except rpc.RpcError as e:
+            if e.code != rpc.BAD_REQUEST:
+                raise
+            inner = {}
+        link = self.links.get(peer)
+        if link is None:
+            raise rpc.RpcError(*NOT_LINKED)
+        return await link.forward(method, inner)
+
+    def status(self):
+        # One entry per peer and direction: what hub.peer.links.list reports.
+        peers = self.server.hub.access.peers
+        out = []
+        for uuid, peer in peers.items():
+            link = self.links.get(uuid)
+            if link is None:
+                out.append(_entry(uuid, peer.serial, "out", "not linked (max_peer_links)", 0, None))
+            else:
+                out.append(_entry(uuid, peer.serial, "out", link.state, link.changed, link.error))
+        for conn in self.server.conns:
+            if conn.role == "hub" and conn.ident in peers:
+                out.append(_entry(conn.ident, peers[conn.ident].serial, "in", LOGGED_IN, conn.since, None))
+        return out
+
+
+def plan(held, peers, renewed, limit):
+    # Which links stop and which start, given the links held ({uuid: their
+    # tokens}) and the new data's peers: a link ends when its peer is gone,
+    # its tokens changed or the trust chain did (renewed); peers without a
+    # link get one, in the data's order, while fewer than `limit` are held.
+    stop = [u for u, tokens in held.items()
+            if renewed or u not in peers or peers[u].tokens != tokens]
+    count = len(held) - len(stop)
+    start = []
+    for uuid in peers:
+        if count >= limit:
+            break
+        if uuid not in held or uuid in stop:
+            start.append(uuid)
+            count += 1
+    return stop, start
+
+
+def _entry(uuid, serial, direction, state, since, error):
+    return {"peer": uuid, "serial": serial, "direction": direction, "state": state,
+            "since": board.localtime(since) if since else None, "error": error}
