@@ -6,6 +6,7 @@ Both servers present the same RSA-2048 certificate to the same client TLS
 settings. Every figure is the median of several runs, with their range.
 All traffic stays on 127.0.0.1.
 """
+import contextlib
 import os
 import select
 import socket
@@ -246,27 +247,33 @@ def micropython_version():
                           timeout=TIMEOUT).stdout.strip()
 
 
+@contextlib.contextmanager
+def peer_and_echo(tmp):
+    """A running peer and a running echo server: (peer, echo port)."""
+    # One slot over the default so a connection still closing never
+    # refuses the next run's.
+    peer = Peer(os.path.join(tmp, "peer"), max_connections=MAX_CONNS + 1)
+    echo = None
+    try:
+        peer.start()
+        port = free_port()
+        echo = start_echo(tmp, port)
+        yield peer, port
+    finally:
+        peer.stop()
+        if echo is not None:
+            echo.kill()
+            echo.wait(TIMEOUT)
+
+
 def main():
     build = os.path.relpath(PEER_ROOT, ROOT) if PEER_ROOT != ROOT else "sources"
     print("build: %s   MicroPython: %s   heap: %s" % (
         build, micropython_version(), os.environ.get("PEER_HEAPSIZE") or "default"))
     print("median (min-max) of %d runs for connect/login, %d for rates and heap"
           % (RUNS, RATE_RUNS))
-    with tempfile.TemporaryDirectory() as tmp:
-        # One slot over the default so a connection still closing never
-        # refuses the next run's.
-        peer = Peer(os.path.join(tmp, "peer"), max_connections=MAX_CONNS + 1)
-        echo = None
-        try:
-            peer.start()
-            port = free_port()
-            echo = start_echo(tmp, port)
-            rows = measure(peer, port)
-        finally:
-            peer.stop()
-            if echo is not None:
-                echo.kill()
-                echo.wait(TIMEOUT)
+    with tempfile.TemporaryDirectory() as tmp, peer_and_echo(tmp) as (peer, port):
+        rows = measure(peer, port)
     table(rows)
     print("heap: the GC heap after gc.collect(); mbedTLS's record buffers live outside it")
     return 0

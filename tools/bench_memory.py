@@ -15,8 +15,8 @@ import subprocess
 import sys
 import tempfile
 
-from host_tests.peer import MICROPYTHON, PEER_ROOT, ROOT, Peer, free_port
-from tools.bench import (HEAP_RUNS, MAX_CONNS, Echo, echo_heap, micropython_version, paired,
+from host_tests.peer import MICROPYTHON, PEER_ROOT, ROOT, free_port
+from tools.bench import (HEAP_RUNS, MAX_CONNS, Echo, peer_and_echo, echo_heap, micropython_version, paired,
                          peer_heap, start_echo, table)
 
 SUITE = ["host_tests/test_e2e_login.py", "host_tests/test_e2e_switches.py",
@@ -87,20 +87,8 @@ def main():
     build = os.path.relpath(PEER_ROOT, ROOT) if PEER_ROOT != ROOT else "sources"
     print("build: %s   MicroPython: %s" % (build, micropython_version()))
     with tempfile.TemporaryDirectory() as tmp:
-        # One slot over the default so a connection still closing never
-        # refuses the next run's.
-        peer = Peer(os.path.join(tmp, "peer"), max_connections=MAX_CONNS + 1)
-        echo = None
-        try:
-            peer.start()
-            port = free_port()
-            echo = start_echo(tmp, port)
+        with peer_and_echo(tmp) as (peer, port):
             heaps = paired(HEAP_RUNS, lambda: peer_heap(peer), lambda: echo_heap(port))
-        finally:
-            peer.stop()
-            if echo is not None:
-                echo.kill()
-                echo.wait()
         print("lowest heap, %d KB steps:" % STEP)
         peer_kb = lowest(PEER_RANGE, suite_passes)
         echo_kb = lowest(ECHO_RANGE, lambda kb: echo_serves(kb, tmp))
