@@ -11,9 +11,13 @@ try:
     app.main(sys.argv)  # returns after Ctrl-C
     app.board.watchdog(0)  # so that the REPL and mpremote keep the board
 except Exception as e:
-    import asyncio
+    try:
+        import asyncio
 
-    asyncio.new_event_loop()  # drops the tasks: room for the crash log's code
-    from firmware import crashlog
+        asyncio.new_event_loop()  # drops the tasks: room for the crash log's code
+        from firmware import crashlog
 
-    crashlog.crashed(e, sys.argv)
+        crashlog.crashed(e, sys.argv)
+    except KeyboardInterrupt:  # someone breaking a crash loop gets the REPL
+        app.board.watchdog(0)
+        raise

@@ -89,8 +89,12 @@ class Link:
         timeout = self.cfg["handshake_timeout"] * 1000
         if self.sockaddr is None:
             # A name lookup blocks the loop on a board: done once, and again
-            # only after repeated failures (an IP address needs none).
+            # only after repeated failures (an IP address needs none); a
+            # failed one is remembered as () until then.
+            self.sockaddr = ()
             self.sockaddr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
+        if not self.sockaddr:
+            raise LinkError("%s did not resolve" % self.host)
         self.raw = socket.socket()
         self.raw.setblocking(False)
         try:
@@ -139,7 +143,16 @@ class Link:
 
     async def send(self, data):
         async with self.sending:  # one drain at a time per stream
-            await write_all(self.stream, data, self.cfg["write_timeout"] * 1000)
+            if self.stream is None:
+                raise OSError(errno.ENOTCONN)
+            try:
+                await write_all(self.stream, data, self.cfg["write_timeout"] * 1000)
+            except BaseException:
+                # A write cut short (a timeout, a cancelled caller) leaves
+                # part of a frame sent: the stream is unusable, and the
+                # closed socket makes the link's own task notice.
+                self.stream.s.close()
+                raise
 
     async def send_text(self, text):
         await self.send(ws.encode(ws.OP_TEXT, text, mask=True))

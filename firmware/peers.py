@@ -63,6 +63,10 @@ class PeerLink(Link):
                 self.error = type(e).__name__
             finally:
                 self._end()
+            # The backoff ends only with a link that lasted: a peer that takes
+            # the login and then drops us must not be redialled at once.
+            if self.state == LOGGED_IN and time.time() - self.changed >= self.cfg["idle_timeout"]:
+                self.failures = 0
             self.log("%s link down: %s (%s:%d)" % (self.name, self.error, self.host, self.port))
             self._enter(BACKING_OFF)
             await self.backoff()
@@ -74,7 +78,6 @@ class PeerLink(Link):
         # The peer's certificate chains to public_parent and names the
         # address we dialled: over this link it has the controller role.
         self.role, self.ident = "hub", self.uuid
-        self.failures = 0
         self._enter(LOGGED_IN)
         self.log("%s link up in %d ms" % (self.name, ticks_diff(ticks_ms(), started)))
         while True:
@@ -131,19 +134,24 @@ class PeerLink(Link):
         self.ids += 1
         rid = "f%d" % self.ids
         done = self.waiting[rid] = asyncio.Event()
-        try:
-            await self.send_text(json.dumps({"id": rid, "method": method, "params": params}))
-            await asyncio.wait_for_ms(done.wait(), self.cfg["write_timeout"] * 1000)
+        text = json.dumps({"id": rid, "method": method, "params": params})
+        try:  # one deadline for the send and the answer
+            await asyncio.wait_for_ms(self._ask(text, done), self.cfg["write_timeout"] * 1000)
         except asyncio.TimeoutError:
             raise rpc.RpcError(*NO_ANSWER)
         except OSError:
             raise rpc.RpcError(*NOT_LINKED)
         finally:
             del self.waiting[rid]
-        reply = self.replies.pop(rid, None)
+            reply = self.replies.pop(rid, None)  # also one that came too late
         if reply is None:  # the link went down meanwhile
             raise rpc.RpcError(*NOT_LINKED)
         return _answer(reply)
+
+
+    async def _ask(self, text, done):
+        await self.send_text(text)
+        await done.wait()
 
 
 def _answer(reply):

@@ -150,17 +150,22 @@ class Pair:
 
 class FakeController(WssServer):
     """The far end of a peer's link, made here: a websockets server with a
-    certificate issued by CA for HUB<serial>, that logs the peer in when it
-    presents one of TOKENS and then sends the SCRIPT requests. Requests of
+    certificate issued by CA for HUB<serial> (naming NAMES, if given), that
+    logs the peer in when it presents one of TOKENS and then sends the
+    SCRIPT requests. Requests of
     the peer's own (other than its login) go unanswered, or with HANGUP make
     it close the connection."""
 
-    def __init__(self, ca, serial, tokens, script=(), hangup=False):
+    def __init__(self, ca, serial, tokens, script=(), hangup=False, names=None):
         self.tokens = tokens
         self.script = script
         self.hangup = hangup
         self.received = []
-        super().__init__("".join(lab_ca.controller_cert(ca, serial)))
+        if names is None:  # the lab's usual names, 127.0.0.1 among them
+            pair = lab_ca.controller_cert(ca, serial)
+        else:
+            pair = lab_ca.issue(ca, "HUB" + serial, names, client=True)
+        super().__init__("".join(pair))
 
     def _handle(self, ws):
         try:

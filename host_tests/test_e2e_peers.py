@@ -20,16 +20,20 @@ from tools.labcloud import db as lab
 BADPASS = "user.login.badpassword"
 
 
-def wait_count(proc, pattern, count, timeout=10):
-    """Waits until COUNT output lines contain PATTERN."""
+def wait_count(proc, pattern, want, timeout=10):
+    """Waits until WANT output lines contain PATTERN."""
     deadline = time.monotonic() + timeout
     while True:
         seen = len([line for line in proc.lines if pattern in line])
-        if seen >= count:
+        if seen >= want:
             return
         assert time.monotonic() < deadline, "%d of %d %r lines; output:\n%s" % (
-            seen, count, pattern, "\n".join(proc.lines))
+            seen, want, pattern, "\n".join(proc.lines))
         time.sleep(0.05)
+
+
+def count(proc, pattern):
+    return len([line for line in proc.lines if pattern in line])
 
 
 def serial_of(cloud, uuid):
@@ -169,11 +173,12 @@ def test_a_new_link_in_the_cloud_comes_up_without_a_restart(cloud, run_folder):
 def test_a_killed_peer_is_relinked_within_the_backoff_bound(pair):
     a, b = pair.a, pair.b
     pa = pair.peers[a]
+    downs, ups = count(pa, "link down"), count(pa, "link up in")
     pair.peers[b].kill()
-    pa.wait_log("link down")
+    wait_count(pa, "link down", downs + 1)  # noticed at once: the socket closed
     pair.peers[b] = pair.start(b)
     started = time.monotonic()
-    wait_count(pa, "link up in", 2, timeout=BACKOFF_MAX + 10)
+    wait_count(pa, "link up in", ups + 1, timeout=BACKOFF_MAX + 10)
     # The backoff is capped at BACKOFF_MAX; the rest is connect, TLS, login.
     assert time.monotonic() - started < BACKOFF_MAX + 3
     with pair.user_session(a) as ws:
@@ -185,6 +190,7 @@ def test_a_peer_that_stops_answering_is_noticed_within_the_idle_timeout(cloud, r
     pa, pb = pair.peers[pair.a], pair.peers[pair.b]
     pa.wait_log("link up in")
     pb.wait_log("link up in")
+    ups = count(pa, "link up in")
     pb.proc.send_signal(signal.SIGSTOP)  # alive to TCP, silent to the link
     try:
         started = time.monotonic()
@@ -192,7 +198,7 @@ def test_a_peer_that_stops_answering_is_noticed_within_the_idle_timeout(cloud, r
         assert time.monotonic() - started < 4 + 2
     finally:
         pb.proc.send_signal(signal.SIGCONT)
-    wait_count(pa, "link up in", 2, timeout=BACKOFF_MAX + 10)
+    wait_count(pa, "link up in", ups + 1, timeout=BACKOFF_MAX + 10)
 
 
 def one_peer_dialling(cloud, run_folder, fake_for, **cfg):
@@ -247,6 +253,22 @@ def test_a_peer_certificate_from_another_ca_is_refused_before_any_token(cloud, r
         fake.close()
 
 
+def test_a_peer_certificate_for_another_host_is_refused_before_any_token(cloud, run_folder):
+    ca = lab.ca_pair(cloud.db)
+
+    def fake_for(b, serial, tokens):  # the right CA, but not the address dialled
+        return FakeController(ca, serial, tokens, names=["HUB%s.local" % serial])
+
+    pa, b, fake = one_peer_dialling(cloud, run_folder, fake_for)
+    try:
+        wait_count(pa, "link down", 2, timeout=BACKOFF_MAX + 10)
+        assert "does not match" in pa.wait_log("link down"), pa.lines  # the name, not the CA
+        assert fake.received == []
+        assert count(pa, "link up in") == 0
+    finally:
+        fake.close()
+
+
 def test_a_peer_refusing_every_token_is_backed_off(cloud, run_folder):
     ca = lab.ca_pair(cloud.db)
 
@@ -256,6 +278,13 @@ def test_a_peer_refusing_every_token_is_backed_off(cloud, run_folder):
     pa, b, fake = one_peer_dialling(cloud, run_folder, fake_for)
     try:
         pa.wait_log("link down: login refused: none of 2 token")
+        # Backing off (1 s doubling to BACKOFF_MAX, jittered down to half):
+        # at most 1 + 6 / 0.5 sessions of 2 logins in 6 s, where a link that
+        # redialled at once would make dozens; and it keeps trying.
+        before = len(fake.received)
+        time.sleep(6)
+        tried = len(fake.received) - before
+        assert 4 <= tried <= 26, tried
         user = user_login(cloud, pa)
         with pa.connect() as ws:
             assert pa.login(ws, *user)["error"] is None
