@@ -8,6 +8,7 @@ import sys
 from firmware import board
 from firmware.board import log
 
+
 def tls_context(data):
     # A server context from the first certificate set of the access data
     # that loads, or None; that set's public_parent chain stays in

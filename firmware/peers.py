@@ -171,15 +171,15 @@ def _answer(reply):
 def follow(server, data):
     # The links follow the access data in force (server.use_access).
     if server.hub.links is None:
-        server.hub.links = PeerLinks(server, server.log)
+        server.hub.links = PeerLinks(server)
     server.hub.links.update(data)
 
 
 class PeerLinks:
-    def __init__(self, server, log):
+    def __init__(self, server):
         self.server = server
         self.cfg = server.cfg
-        self.log = log
+        self.log = server.log
         self.links = {}  # peer uuid -> PeerLink
         self.parents = ()
         self.tls = None
@@ -243,11 +243,12 @@ class PeerLinks:
     def status(self):
         # One entry per peer and direction: what hub.peer.links.list reports.
         peers = self.server.hub.access.peers
+        idle = "not linked (%s)" % ("max_peer_links" if self.tls else "no public_parent")
         out = []
         for uuid, peer in peers.items():
             link = self.links.get(uuid)
             if link is None:
-                out.append(_entry(uuid, peer.serial, "out", "not linked (max_peer_links)", 0, None))
+                out.append(_entry(uuid, peer.serial, "out", idle, 0, None))
             else:
                 out.append(_entry(uuid, peer.serial, "out", link.state, link.changed, link.error))
         for conn in self.server.conns:

@@ -6,6 +6,7 @@ from firmware import board, ws
 from firmware.conn import Conn
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
+
 class Server:
     def __init__(self, cfg, hub, log):
         self.cfg = cfg

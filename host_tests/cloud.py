@@ -152,13 +152,15 @@ class FakeController(WssServer):
     """The far end of a peer's link, made here: a websockets server with a
     certificate issued by CA for HUB<serial> (naming NAMES, if given), that
     logs the peer in when it presents one of TOKENS and then sends the
-    SCRIPT requests. Requests of
+    SCRIPT requests; the EARLY requests it sends before it answers the
+    login. Requests of
     the peer's own (other than its login) go unanswered, or with HANGUP make
     it close the connection."""
 
-    def __init__(self, ca, serial, tokens, script=(), hangup=False, names=None):
+    def __init__(self, ca, serial, tokens, script=(), hangup=False, names=None, early=()):
         self.tokens = tokens
         self.script = script
+        self.early = early
         self.hangup = hangup
         self.received = []
         if names is None:  # the lab's usual names, 127.0.0.1 among them
@@ -173,22 +175,27 @@ class FakeController(WssServer):
                 msg = json.loads(text)
                 self.received.append(msg)
                 if msg.get("method") == "hub.offline.login.hub":
+                    self._send_all(ws, "early", self.early)
                     ok = msg["params"]["token"] in self.tokens
                     err = None if ok else {"code": -32500, "message": "Bad password",
                                           "data": "user.login.badpassword"}
                     ws.send(json.dumps({"id": msg["id"], "method": msg["method"],
                                         "error": err, "result": {} if ok else None}))
-                    for i, (method, params) in enumerate(self.script if ok else ()):
-                        ws.send(json.dumps({"id": "fake%d" % i, "method": method, "params": params}))
+                    self._send_all(ws, "fake", self.script if ok else ())
                 elif "method" in msg and self.hangup:
                     ws.close()
         except ConnectionClosed:
             pass
 
-    def answers(self, count, timeout=10):
+    @staticmethod
+    def _send_all(ws, prefix, requests):
+        for i, (method, params) in enumerate(requests):
+            ws.send(json.dumps({"id": "%s%d" % (prefix, i), "method": method, "params": params}))
+
+    def answers(self, count, timeout=10, prefix="fake"):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            got = [m for m in self.received if str(m.get("id")).startswith("fake")]
+            got = [m for m in self.received if str(m.get("id")).startswith(prefix)]
             if len(got) >= count:
                 return got
             time.sleep(0.05)

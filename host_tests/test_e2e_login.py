@@ -106,6 +106,9 @@ def test_login_hub_against_peer_tokens(make_peer):
         # a user token is no controller token
         user, token = p.user
         assert call(ws, "hub.offline.login.hub", {"hub": user, "token": token})["error"] == BADPASS
+        # No link code loaded: the links method lists nothing.
+        assert p.login(ws)["error"] is None
+        assert call(ws, "hub.peer.links.list")["result"] == {"links": []}
 
 
 def test_envelope_errors_keep_the_connection(peer):

@@ -219,7 +219,9 @@ def test_the_other_side_calls_our_methods_over_the_link_we_opened(cloud, run_fol
     made = []
 
     def fake_for(b, serial, tokens):
-        made.append(FakeController(ca, serial, tokens[1:], script))  # the first token fails
+        # The first token fails; before any answer to a login, a request
+        # that must wait for our login to be taken.
+        made.append(FakeController(ca, serial, tokens[1:], script, early=[("hub.info.get", {})]))
         return made[0]
 
     pa, b, fake = one_peer_dialling(cloud, run_folder, fake_for)
@@ -227,6 +229,8 @@ def test_the_other_side_calls_our_methods_over_the_link_we_opened(cloud, run_fol
         pa.wait_log("link up in")
         logins = [m for m in fake.received if m.get("method") == "hub.offline.login.hub"]
         assert len(logins) == 2  # the next token after a bad password
+        earlies = fake.answers(2, prefix="early")  # one before each login's answer
+        assert [e["error"]["data"] for e in earlies] == ["user.login.required"] * 2
         info, switch, login = fake.answers(3)
         assert info["error"] is None and info["result"]["uuid"] == pa.cfg["hub"]
         assert "kernel" in info["result"]
