@@ -94,6 +94,9 @@ async def serve(cfg, data, ca, folder):
     hub = Hub(cfg, data, switches, log)
     server = Server(cfg, hub, log)
     server.tls = tls
+    # Exits with status 3 when the WSS port cannot be bound: "ready" is
+    # logged only with the WSS listener in place (or no certificate yet),
+    # and a peer that cannot serve never opens the cloud link.
     await server.start()
     server.follow_peers(data)
     if cfg["cloud_url"] and (ca or not cfg["cloud_verify"]):

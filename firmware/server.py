@@ -64,7 +64,20 @@ class Server:
         try:
             srv = await asyncio.start_server(accept, host, port, self.cfg["max_connections"])
         except OSError as e:
-            self.log("cannot listen for %s on %s:%d (%s)" % (kind, host, port, e))
+            if kind == "wss":
+                # A peer that cannot serve WSS (its port held by another
+                # program, or by a second copy of this peer) stops: running
+                # on, it would claim the cloud session of the copy that
+                # serves. Exit status 3 (README, "The data folder"); main.py
+                # lets it through as no crash.
+                self.log("cannot listen for wss on %s:%d (%s): stopping, exit status 3"
+                         % (host, port, e))
+                raise SystemExit(3)
+            # The plain listener is optional: the switch stays on, the peer
+            # serves on; switching it off and on again, or a restart, tries
+            # the port again.
+            self.log("cannot listen for ws on %s:%d (%s): insecure access stays on"
+                     " without a plain listener" % (host, port, e))
             return
         self.listeners[kind] = srv
         self.log("listening %s %s:%d" % (kind, host, port))

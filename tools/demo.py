@@ -4,7 +4,10 @@
 
 On the first run it creates DIR/lab.db (the lab cloud), a controller with a
 demo user (the token is printed once) and the peer's data folder DIR/peer;
-later runs reuse them. Both programs log to this terminal; Ctrl-C stops both.
+later runs reuse them. Both programs log to this terminal; Ctrl-C stops both
+(exit status 0). If either stops on its own, the other is stopped too and its
+exit status is this one's: 3 when a port is taken (by another `make run`,
+most likely), with the reason in the line before.
 """
 import argparse
 import json
@@ -12,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from tools.labcloud import db as lab
@@ -66,11 +70,11 @@ def _wait_all(procs, seconds):
             pass
 
 
-def stop_all(procs):
+def stop_all(procs, grace=2):
     # A Ctrl-C in the terminal reaches the children too: give them a moment
-    # to stop on their own before asking, so none is interrupted twice; then
-    # ask, then force. Seven seconds at most in all.
-    _wait_all(procs, 2)
+    # (GRACE seconds) to stop on their own before asking, so none is
+    # interrupted twice; then ask, then force. Seven seconds at most in all.
+    _wait_all(procs, grace)
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -81,18 +85,55 @@ def stop_all(procs):
             proc.wait()
 
 
+def _forward(stream):
+    for line in stream:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def _said(text, status):
+    print("make run: %s (exit status %d)" % (text, status), flush=True)
+    return status if status > 0 else 1  # a signal's negative status too
+
+
 def run(path, folder):
-    procs = [subprocess.Popen([sys.executable, "-m", "tools.labcloud", path, "serve"])]
+    """Starts the lab cloud, then the peer once the cloud listens; both until
+    Ctrl-C (exit status 0) or until one of them stops on its own, which stops
+    the other, and its exit status is returned (never 0)."""
+    cloud = subprocess.Popen([sys.executable, "-m", "tools.labcloud", path, "serve"],
+                             stdout=subprocess.PIPE, text=True)
+    procs = [cloud]
+    forward = threading.Thread(target=_forward, args=(cloud.stdout,), daemon=True)
+    grace = 0  # nobody else asked them to stop, unless Ctrl-C did
     try:
-        time.sleep(1)  # the cloud first: the peer's first link attempt then succeeds
-        procs.insert(0, subprocess.Popen([MICROPYTHON, "main.py", "--data", folder]))
-        while all(proc.poll() is None for proc in procs):
+        # The cloud first, listening: the peer's first link attempt then
+        # succeeds; a cloud that cannot start (its port taken, by another
+        # `make run` most likely) says why on stderr and stops this one.
+        for line in cloud.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if " listening on " in line:
+                break
+        else:
+            status = cloud.wait()
+            hint = "; is another `make run` running?" if status == 3 else ""
+            return _said("the lab cloud did not start, so neither did the peer" + hint, status)
+        forward.start()
+        peer = subprocess.Popen([MICROPYTHON, "main.py", "--data", folder])
+        procs.insert(0, peer)
+        while True:
+            if peer.poll() is not None:
+                return _said("the peer stopped; stopping the lab cloud", peer.returncode)
+            if cloud.poll() is not None:
+                return _said("the lab cloud stopped; stopping the peer", cloud.returncode)
             time.sleep(0.2)
     except KeyboardInterrupt:
-        pass
+        grace = 2
+        return 0
     finally:
-        stop_all(procs)
-    return 0
+        stop_all(procs, grace)
+        if forward.is_alive():
+            forward.join(2)  # the cloud's last lines
 
 
 def main(argv=None):

@@ -1,5 +1,6 @@
 """`python -m tools.labcloud DB COMMAND ...`: a thin layer over tools.labcloud.db.
-Errors print one line to stderr and exit 1 (argparse's own exit 2)."""
+Errors print one line to stderr and exit 1 (argparse's own exit 2; `serve`
+on an address it cannot bind, 3)."""
 import argparse
 import sqlite3
 import sys
@@ -174,6 +175,9 @@ def main(argv=None):
                 args.func(db, args)
             finally:
                 db.close()
+    except server.CannotListen as e:
+        print("error: %s" % e.strerror, file=sys.stderr)
+        return 3
     except (store.LabCloudError, OSError, sqlite3.Error) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1

@@ -223,16 +223,28 @@ def _only_root(connection, request):
     return None
 
 
+class CannotListen(OSError):
+    """The endpoint's address cannot be bound (another cloud holds the port,
+    most likely): `serve` exits with status 3 and this one line."""
+
+
 async def run(db, host=None, port=None, stop=None, push=True):
     """Serves until STOP (an asyncio.Event) is set; port 0 picks a free one.
-    The 'listening on wss://host:port/' line says it is ready. PUSH False
-    sends no announcements (to exercise controllers' periodic sync)."""
+    The 'listening on wss://host:port/' line says it is ready; an address
+    that cannot be bound raises CannotListen. PUSH False sends no
+    announcements (to exercise controllers' periodic sync)."""
     host = host or store.meta(db, "host")
     port = int(store.meta(db, "port")) if port is None else port
     stop = stop or asyncio.Event()
     cloud = Cloud(db, push)
-    async with serve(cloud.handler, host, port, ssl=tls_context(db), max_size=MAX_MESSAGE,
-                     compression=None, process_request=_only_root) as server:
+    tls = tls_context(db)
+    try:
+        server = await serve(cloud.handler, host, port, ssl=tls, max_size=MAX_MESSAGE,
+                             compression=None, process_request=_only_root)
+    except OSError as e:
+        reason = os.strerror(e.errno).lower() if e.errno else str(e)
+        raise CannotListen(e.errno, "cannot listen on %s:%d (%s)" % (host, port, reason)) from e
+    async with server:
         bound = server.sockets[0].getsockname()[1]
         log("listening on wss://%s:%d/ (%d controllers%s)", host, bound, len(store.versions(db)),
             "" if push else "; announcements off")
