@@ -8,13 +8,13 @@ import ssl
 import sys
 import tempfile
 import threading
-import time
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
-from host_tests.peer import free_port
+from host_tests.peer import PORT_ATTEMPTS, free_port, listen_ports
 from host_tests.proc import LoggedProcess
+from host_tests.wait import WAIT, wait_until
 from tools.labcloud import ca as lab_ca
 from tools.labcloud import db as lab
 
@@ -27,11 +27,30 @@ class Lab(LoggedProcess):
         os.makedirs(self.folder, exist_ok=True)
         lab.init(self.path, port=self.port)
         self.db = lab.open_db(self.path)
+        self.provisioned = []  # folders whose cloud_url follows a new port
 
-    def start(self, *extra):
-        self.spawn([sys.executable, "-m", "tools.labcloud", self.path, "serve"] + list(extra))
-        self.wait_log("listening", 15)
-        return self
+    def start(self, *extra, move_port=True):
+        """Serves (EXTRA: more `serve` options) and waits until it listens.
+        A port taken by another process (exit status 3, see free_port)
+        moves the cloud to a new one, PORT_ATTEMPTS times at most, and the
+        folders provisioned here with it; MOVE_PORT False, for a restart
+        while a peer dials the old port, fails the test instead."""
+        for _ in range(PORT_ATTEMPTS):
+            self.spawn([sys.executable, "-m", "tools.labcloud", self.path, "serve"] + list(extra))
+            line = self.wait_log("listening on|error: cannot listen", 30)
+            if "listening on" in line:
+                return self
+            assert self.wait_exit() == 3, line
+            assert move_port, "the cloud's port was taken while it was down: " + line
+            self.move_port()
+        raise AssertionError("ports taken %d times in a row" % PORT_ATTEMPTS)
+
+    def move_port(self):
+        self.port = free_port()
+        with lab.tx(self.db):
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'port'", (str(self.port),))
+        for folder in self.provisioned:
+            configure(folder, cloud_url=lab.cloud_url(self.db))
 
     def controller(self, name="peer", **folder_cfg):
         """A new controller provisioned into a data folder: (uuid, folder)."""
@@ -42,7 +61,8 @@ class Lab(LoggedProcess):
         """UUID's data folder NAME with its current access data and free
         ports, FOLDER_CFG written over its config.json; returns the folder."""
         folder = os.path.join(self.folder, name)
-        lab.provision(self.db, uuid, folder, wss_port=free_port(), ws_port=free_port())
+        lab.provision(self.db, uuid, folder, **listen_ports())
+        self.provisioned.append(folder)
         if folder_cfg:
             configure(folder, **folder_cfg)
         return folder
@@ -64,15 +84,16 @@ class WssServer:
     to self._handle; PEM holds its certificate and key."""
 
     def __init__(self, pem):
-        self.port = free_port()
         folder = tempfile.mkdtemp()
         path = os.path.join(folder, "server.pem")
         with open(path, "w") as f:
             f.write(pem)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(path)
-        # No pings of its own: keeping a link alive is the peer's job.
-        self.server = serve(self._handle, "127.0.0.1", self.port, ssl=ctx, ping_interval=None)
+        # No pings of its own: keeping a link alive is the peer's job. Port
+        # 0: the system picks a free one as it binds, so nobody can take it.
+        self.server = serve(self._handle, "127.0.0.1", 0, ssl=ctx, ping_interval=None)
+        self.port = self.server.socket.getsockname()[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
@@ -126,19 +147,29 @@ class Pair:
         self.users = {u: lab.add_user(cloud.db, u) for u in (self.a, self.b)}
         cfg = dict(peer_backoff_max=BACKOFF_MAX, sync_interval=3600, **cfg)
         self.folders = {u: cloud.provision(u, name, **cfg) for u, name in ((self.a, "a"), (self.b, "b"))}
-        ports = {u: self.config(u)["wss_port"] for u in self.folders}
-        for u, other in ((self.a, self.b), (self.b, self.a)):
-            configure(self.folders[u], peer_urls={other: "wss://127.0.0.1:%d/" % ports[other]})
         self.run_folder = run_folder
-        self.peers = {u: self.start(u) for u in (self.a, self.b)}
+        for _ in range(PORT_ATTEMPTS):
+            ports = {u: self.config(u)["wss_port"] for u in self.folders}
+            for u, other in ((self.a, self.b), (self.b, self.a)):
+                configure(self.folders[u], peer_urls={other: "wss://127.0.0.1:%d/" % ports[other]})
+            self.peers = {u: self.start(u) for u in (self.a, self.b)}
+            if all(p.cfg["wss_port"] == ports[u] for u, p in self.peers.items()):
+                return
+            # One moved to new ports (see Peer.start) after the other was
+            # told the old: both again, each told where the other is now.
+            for p in self.peers.values():
+                p.stop()
+        raise AssertionError("ports taken %d times in a row" % PORT_ATTEMPTS)
 
     def config(self, uuid):
         with open(os.path.join(self.folders[uuid], "config.json")) as f:
             return json.load(f)
 
-    def start(self, uuid):
+    def start(self, uuid, move_ports=True):
+        """Starts UUID's peer; after the first start the other dials it at
+        its port, so a restart passes MOVE_PORTS False."""
         user, token = self.users[uuid]
-        return self.run_folder(self.folders[uuid], {user: [token]})
+        return self.run_folder(self.folders[uuid], {user: [token]}, move_ports=move_ports)
 
     @contextlib.contextmanager
     def user_session(self, uuid):
@@ -192,11 +223,9 @@ class FakeController(WssServer):
         for i, (method, params) in enumerate(requests):
             ws.send(json.dumps({"id": "%s%d" % (prefix, i), "method": method, "params": params}))
 
-    def answers(self, count, timeout=10, prefix="fake"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = [m for m in self.received if str(m.get("id")).startswith(prefix)]
-            if len(got) >= count:
-                return got
-            time.sleep(0.05)
-        raise AssertionError("answers: %r" % self.received)
+    def answers(self, count, timeout=WAIT, prefix="fake"):
+        def got():
+            answered = [m for m in self.received if str(m.get("id")).startswith(prefix)]
+            return answered if len(answered) >= count else None
+        return wait_until(got, timeout, lambda: "%d answers to the %s requests: %r"
+                          % (count, prefix, self.received))

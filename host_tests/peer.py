@@ -7,6 +7,7 @@ than the one in .venv.
 """
 import json
 import os
+import re
 import socket
 import ssl
 import sys
@@ -17,16 +18,41 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request
 
 from host_tests.proc import ROOT, LoggedProcess
+from host_tests.wait import WAIT
 from tools import devdata
 
 PEER_ROOT = os.path.abspath(os.environ.get("PEER_ROOT") or ROOT)
 MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(os.path.dirname(sys.executable), "micropython")
 
 
+def free_ports(n):
+    """N distinct ports that were free a moment ago: another process may take
+    one before the firmware binds it. Peer.start and Lab.start notice that
+    (exit status 3) and start again on new ports."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:  # all bound at once: no port comes twice
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def listen_ports():
+    """A config's wss_port and ws_port: two distinct free ports."""
+    wss, ws = free_ports(2)
+    return {"wss_port": wss, "ws_port": ws}
+
+
+# The firmware's line for a port someone else holds: for the WSS listener it
+# then exits with status 3; for the plain one it serves on without it.
+PORT_TAKEN = r"cannot listen for wss? on \S+ \(.*EADDRINUSE"
+PORT_ATTEMPTS = 5
 
 
 def client_tls():
@@ -51,8 +77,8 @@ class Peer(LoggedProcess):
     def __init__(self, folder, users=None, peers=None, access=None, switches=None, **cfg):
         self.folder = str(folder)
         self.users = users if users is not None else {str(uuid.uuid4()): ["token-" + uuid.uuid4().hex]}
-        self.cfg = {"hub": str(uuid.uuid4()), "serial": "70010042", "host": "127.0.0.1",
-                    "wss_port": free_port(), "ws_port": free_port()}
+        self.cfg = {"hub": str(uuid.uuid4()), "serial": "70010042", "host": "127.0.0.1"}
+        self.cfg.update(listen_ports())
         self.cfg.update(cfg)
         os.makedirs(self.folder, exist_ok=True)
         self.write("config.json", self.cfg)
@@ -84,14 +110,36 @@ class Peer(LoggedProcess):
     def path(self, name):
         return os.path.join(self.folder, name)
 
-    def start(self, ready="ready", timeout=30, env=None):
+    def start(self, ready="ready", timeout=30, env=None, move_ports=True):
+        """Starts the firmware and waits for a line matching READY (None: no
+        wait). A port of its taken by another process (see free_port) starts
+        it again on new ones, PORT_ATTEMPTS times at most; MOVE_PORTS False,
+        for a peer that others dial at its port, fails the test instead."""
         args = [MICROPYTHON]
         if os.environ.get("PEER_HEAPSIZE"):
             args += ["-X", "heapsize=" + os.environ["PEER_HEAPSIZE"]]
-        self.spawn(args + [os.path.join(PEER_ROOT, "main.py"), "--data", self.folder], env)
-        if ready:
-            self.wait_log(ready, timeout)
-        return self
+        args += [os.path.join(PEER_ROOT, "main.py"), "--data", self.folder]
+        for _ in range(PORT_ATTEMPTS):
+            self.spawn(args, env)
+            if not ready:
+                return self
+            line = self.wait_log("%s|%s" % (PORT_TAKEN, ready), timeout)
+            if not re.search(PORT_TAKEN, line):
+                return self
+            self.stop()
+            assert move_ports, "a port of this peer was taken while it was down: " + line
+            self.move_ports()
+        raise AssertionError("ports taken %d times in a row; last:\n%s"
+                             % (PORT_ATTEMPTS, "\n".join(self.lines)))
+
+    def move_ports(self):
+        """New free ports in config.json (the other keys as they are)."""
+        with open(self.path("config.json")) as f:
+            cfg = json.load(f)
+        ports = listen_ports()
+        cfg.update(ports)
+        self.cfg.update(ports)
+        self.write("config.json", cfg)
 
     def restart(self):
         self.stop()
@@ -105,7 +153,15 @@ class Peer(LoggedProcess):
     def connect(self, secure=True, **kw):
         kw.setdefault("open_timeout", 10)
         kw.setdefault("ping_interval", None)
-        return connect(self.url(secure), ssl=client_tls() if secure else None, **kw)
+        ws = connect(self.url(secure), ssl=client_tls() if secure else None, **kw)
+        # The firmware's name for this connection in its log lines.
+        ws.conn_name = "127.0.0.1:%d/%s" % (ws.socket.getsockname()[1], "wss" if secure else "ws")
+        return ws
+
+    def wait_gone(self, ws, timeout=WAIT):
+        """Waits for the firmware's line that connection WS (made by
+        connect()) ended: it is logged once the slot is free again."""
+        return self.wait_log(re.escape(ws.conn_name) + " (closed|connection lost|timed out)", timeout)
 
     def login(self, ws, user=None, token=None):
         if user is None:

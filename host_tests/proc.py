@@ -1,60 +1,119 @@
 """A child process whose output lines the tests read and wait for."""
 import os
-import queue
 import re
 import signal
 import subprocess
 import threading
 import time
 
+from host_tests.wait import WAIT
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class _Output:
+    """One run's output lines, filled by a thread that reads the pipe."""
+
+    def __init__(self):
+        self.lines = []
+        self.changed = threading.Condition()
+        self.ended = False  # the pipe is closed: every line is in
+
+    def pump(self, stream):
+        for line in stream:
+            with self.changed:
+                self.lines.append(line.rstrip("\n"))
+                self.changed.notify_all()
+        with self.changed:
+            self.ended = True
+            self.changed.notify_all()
 
 
 class LoggedProcess:
     proc = None
     lines = ()
+    _out = None
 
     def spawn(self, args, env=None):
-        self.lines = []
-        self._q = queue.Queue()
+        # Each run has its own output: a late line of the last one never
+        # lands in this one's.
+        self._out = _Output()
+        self.lines = self._out.lines
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True,
                                      env=dict(os.environ, **(env or {})))
-        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        self._pump = threading.Thread(target=self._out.pump, args=(self.proc.stdout,), daemon=True)
+        self._pump.start()
 
-    def _pump(self, proc):
-        for line in proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self._q.put(line)
+    def mark(self):
+        """The number of lines so far: as SINCE, it makes the waits and counts
+        below look only at lines printed after this moment."""
+        return len(self.lines)
 
-    def wait_log(self, pattern, timeout=10):
+    def count(self, pattern, since=0):
+        """How many output lines from SINCE on match the regex."""
+        return sum(1 for line in self.lines[since:] if re.search(pattern, line))
+
+    def wait_log(self, pattern, timeout=WAIT, since=0):
         """Waits for an output line matching the regex (one already printed
-        counts); returns it."""
-        for line in list(self.lines):
-            if re.search(pattern, line):
-                return line
+        counts, from line SINCE on); returns the first such line."""
+        def first():
+            for line in self.lines[since:]:
+                if re.search(pattern, line):
+                    return line
+            return None
+        return self._wait(first, timeout, "a line matching %r" % pattern)
+
+    def wait_count(self, pattern, want, timeout=WAIT, since=0):
+        """Waits until WANT output lines from SINCE on match the regex;
+        returns how many do."""
+        def enough():
+            seen = self.count(pattern, since)
+            return seen if seen >= want else None
+        return self._wait(enough, timeout, "%d lines matching %r" % (want, pattern))
+
+    def _wait(self, find, timeout, what):
+        out = self._out
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._q.get(timeout=0.1)
-            except queue.Empty:
-                if self.proc.poll() is not None and self._q.empty():
+        with out.changed:
+            while True:
+                got = find()
+                if got is not None:
+                    return got
+                left = deadline - time.monotonic()
+                if left <= 0 or out.ended:
                     break
-                continue
-            if re.search(pattern, line):
-                return line
-        raise AssertionError("no line matching %r; output:\n%s" % (pattern, "\n".join(self.lines)))
+                out.changed.wait(left)
+        why = "the process ended (status %s)" % self.proc.poll() if out.ended else "%g s passed" % timeout
+        raise AssertionError("no %s: %s; output:\n%s" % (what, why, "\n".join(self.lines)))
+
+    def wait_exit(self, timeout=WAIT):
+        """Waits for the process to end on its own; returns its exit status,
+        with all its output read."""
+        status = self.proc.wait(timeout)
+        self._drain()
+        return status
+
+    def _drain(self):
+        # The process is gone; its last lines may still be in the pipe.
+        self._pump.join(10)
 
     def kill(self):
         """Like a power cut: no chance to clean up."""
         self.proc.kill()
         self.proc.wait()
+        self._drain()
 
     def stop(self):
+        """Ctrl-C, and a kill after 10 s; returns the exit status, with all
+        the output read."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.kill()
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self._drain()
         return self.proc.returncode if self.proc else None

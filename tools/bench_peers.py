@@ -97,10 +97,10 @@ def user_conn_heap(pair, uuid):
 def main():
     started = []
 
-    def run(folder, users=None):
+    def run(folder, users=None, **kw):
         p = Peer.existing(folder, users)
         started.append(p)
-        return p.start()
+        return p.start(**kw)
 
     with tempfile.TemporaryDirectory() as tmp:
         cloud = Lab(os.path.join(tmp, "lab")).start()
@@ -112,7 +112,7 @@ def main():
             for _ in range(SETUPS):
                 pair.peers[b].stop()
                 since = len(pair.peers[a].lines)
-                pair.peers[b] = pair.start(b)
+                pair.peers[b] = pair.start(b, move_ports=False)  # a dials its port
                 link_ms.append(link_up_ms(pair.peers[a], since))
                 client_ms.append(client_setup_ms(pair, a, b))
             with pair.user_session(a) as ws:
@@ -127,7 +127,7 @@ def main():
                 per_link.append(up - down)
                 per_user.append(user_conn_heap(pair, a))
                 code.append(down - lone)
-                pair.peers[b] = pair.start(b)
+                pair.peers[b] = pair.start(b, move_ports=False)  # a dials its port
         finally:
             for p in started:
                 p.stop()

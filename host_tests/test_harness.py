@@ -1,0 +1,68 @@
+"""The end-to-end harness itself: a port that free_port() named but another
+process took first moves the peer or the lab cloud to new ports, instead of
+failing the test that started it."""
+import json
+import os
+import socket
+
+import pytest
+
+from host_tests.cloud import Lab
+from host_tests.peer import Peer
+from tools.labcloud import db as lab
+
+
+@pytest.fixture
+def held():
+    """A port held by someone else, listening, for as long as the test runs."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def stored(folder):
+    with open(os.path.join(folder, "config.json")) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("kind", ["wss", "ws"])
+def test_a_peer_whose_port_is_taken_moves_to_new_ones(tmp_path, held, kind):
+    # The plain listener is tried at start-up only with insecure access on.
+    p = Peer(tmp_path / "p", switches={"insecure": True}, **{kind + "_port": held})
+    try:
+        p.start()
+        assert p.count("cannot listen for %s on 127.0.0.1:%d" % (kind, held)) == 0  # this run's
+        assert p.cfg[kind + "_port"] != held
+        assert {k: stored(p.folder)[k] for k in ("wss_port", "ws_port")} == \
+            {k: p.cfg[k] for k in ("wss_port", "ws_port")}
+        with p.connect(secure=kind == "wss") as ws:
+            assert p.login(ws)["error"] is None
+    finally:
+        p.stop()
+
+
+def test_a_peer_that_must_keep_its_port_fails_the_test_instead(tmp_path, held):
+    p = Peer(tmp_path / "p", wss_port=held)
+    try:
+        with pytest.raises(AssertionError, match="taken while it was down"):
+            p.start(move_ports=False)
+        assert p.cfg["wss_port"] == held
+    finally:
+        p.stop()
+
+
+def test_a_lab_cloud_whose_port_is_taken_moves_and_its_folders_follow(tmp_path, held):
+    cloud = Lab(tmp_path / "cloud")
+    with lab.tx(cloud.db):  # as if free_port() had named the held port
+        cloud.db.execute("UPDATE meta SET value = ? WHERE key = 'port'", (str(held),))
+    uuid, folder = cloud.controller()
+    assert stored(folder)["cloud_url"] == "wss://127.0.0.1:%d/" % held
+    try:
+        cloud.start()
+        assert cloud.port != held
+        cloud.wait_log("listening on wss://127.0.0.1:%d/" % cloud.port)
+        assert stored(folder)["cloud_url"] == lab.cloud_url(cloud.db) == \
+            "wss://127.0.0.1:%d/" % cloud.port
+    finally:
+        cloud.stop()
