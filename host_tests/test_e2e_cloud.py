@@ -4,13 +4,13 @@ import json
 import os
 import ssl
 import socket
-import time
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from host_tests.cloud import FakeCloud, Lab
-from host_tests.peer import call, client_tls, free_port
+from host_tests.peer import call, client_tls, free_port, listen_ports
+from host_tests.wait import WAIT, assert_never, wait_until
 from tools.labcloud import db as lab
 
 BADPASS = "user.login.badpassword"
@@ -25,14 +25,9 @@ def linked(cloud, run_folder):
     return uuid, peer
 
 
-def eventually(check, timeout=5.0):
+def eventually(check, timeout=WAIT):
     """Polls check() until it returns a true value; returns that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(0.1)
+    return wait_until(check, timeout)
 
 
 def login_error(peer, user, token):
@@ -59,7 +54,7 @@ def test_removing_a_user_closes_its_session_and_refuses_it(cloud, linked):
         assert peer.login(stays, other, other_token)["error"] is None
         lab.remove_user(cloud.db, uuid, user)
         with pytest.raises(ConnectionClosed) as closed:
-            gone.recv(timeout=10)
+            gone.recv(timeout=WAIT)
         assert closed.value.rcvd.code == 1008
         assert call(stays, "hub.info.get")["error"] is None
     assert login_error(peer, user, token)["data"] == BADPASS
@@ -92,7 +87,7 @@ def test_periodic_sync_finds_a_change_nobody_announced(cloud, run_folder, tmp_pa
     peer = run_folder(folder)
     peer.wait_log("cloud link up")
     user, token = lab.add_user(cloud.db, uuid)
-    assert eventually(lambda: login_error(peer, user, token) is None, timeout=8)
+    assert eventually(lambda: login_error(peer, user, token) is None)
     assert not [line for line in cloud.lines if "push" in line]
 
 
@@ -101,8 +96,9 @@ def test_the_link_comes_back_after_the_cloud_restarts(cloud, linked):
     cloud.stop()
     peer.wait_log("cloud link down")
     user, token = lab.add_user(cloud.db, uuid)  # made while the cloud is away
-    cloud.start()
-    assert eventually(lambda: login_error(peer, user, token) is None, timeout=15)
+    cloud.start(move_port=False)  # the peer dials the port it knows
+    # The link's backoff (1 s doubling, jittered) may be at 8 s by then.
+    assert eventually(lambda: login_error(peer, user, token) is None, timeout=WAIT + 10)
 
 
 def test_a_cloud_certificate_from_another_ca_is_refused(cloud, run_folder, tmp_path):
@@ -125,7 +121,7 @@ def test_a_peer_booting_while_the_cloud_is_down_serves_its_stored_data(cloud, ru
     uuid, _ = cloud.controller("first")
     user, token = lab.add_user(cloud.db, uuid)
     folder = os.path.join(cloud.folder, "second")
-    lab.provision(cloud.db, uuid, folder, wss_port=free_port(), ws_port=free_port())
+    lab.provision(cloud.db, uuid, folder, **listen_ports())
     cloud.stop()
     peer = run_folder(folder, {user: [token]})
     peer.wait_log("cloud link down")
@@ -172,7 +168,7 @@ def test_bad_input_from_the_cloud_leaves_data_and_server_intact(cloud, run_folde
     make, reason = BAD_CLOUDS[case]
     uuid, folder = cloud.controller()
     user, token = lab.add_user(cloud.db, uuid)
-    lab.provision(cloud.db, uuid, folder, wss_port=free_port(), ws_port=free_port(), force=True)
+    lab.provision(cloud.db, uuid, folder, **listen_ports(), force=True)
     base = lab.access_data(cloud.db, uuid)
     fake = FakeCloud(cloud.db, lambda req: make(base, req))
     try:
@@ -185,7 +181,7 @@ def test_bad_input_from_the_cloud_leaves_data_and_server_intact(cloud, run_folde
             stored = f.read()
         peer = run_folder(folder)
         peer.wait_log(reason)
-        assert eventually(lambda: fake.syncs >= 2, timeout=10)  # retried later
+        assert eventually(lambda: fake.syncs >= 2)  # retried later
         with open(os.path.join(folder, "access.json"), "rb") as f:
             assert f.read() == stored
         assert login_error(peer, user, token) is None
@@ -200,7 +196,7 @@ def test_bad_input_from_the_cloud_leaves_data_and_server_intact(cloud, run_folde
 def test_a_power_cut_while_persisting_leaves_the_old_or_the_new_data(cloud, run_folder, step, new):
     uuid, folder = cloud.controller()
     old_user, old_token = lab.add_user(cloud.db, uuid)
-    lab.provision(cloud.db, uuid, folder, wss_port=free_port(), ws_port=free_port(), force=True)
+    lab.provision(cloud.db, uuid, folder, **listen_ports(), force=True)
     peer = run_folder(folder, env={"PEER_PAUSE_AT": step})
     peer.wait_log("cloud link up")
     new_user, new_token = lab.add_user(cloud.db, uuid)
@@ -239,8 +235,7 @@ def test_failed_connects_leave_no_socket_behind(cloud, run_folder, tmp_path, why
     peer = run_folder(folder)
     peer.wait_log("cloud link down")
     start = open_fds(peer)
-    time.sleep(5)  # several attempts at a 1 s backoff
-    assert len([l for l in peer.lines if "cloud link down" in l]) >= 3
+    peer.wait_count("cloud link down", 4)  # three more attempts at a 1 s backoff
     assert open_fds(peer) <= start + 1
 
 
@@ -250,9 +245,11 @@ def test_a_cloud_that_fails_after_login_is_backed_off(cloud, run_folder):
     try:
         use_fake(folder, fake, cloud_backoff_max=2)
         run_folder(folder).wait_log("cloud link down")
-        time.sleep(6)
-        # 1 s, then 2 s at most (with jitter): no reconnect storm
-        assert 2 <= fake.logins <= 6
+        # 1 s, then 2 s at most (jittered down to half): 6 s hold 6 logins
+        # at most, where a link redialling at once would make dozens; a
+        # loaded machine only makes fewer.
+        assert_never(lambda: fake.logins > 6, 6, "a reconnect storm")
+        assert eventually(lambda: fake.logins >= 2)  # and it keeps trying
     finally:
         fake.close()
 
@@ -265,9 +262,10 @@ def test_the_peer_keeps_a_quiet_cloud_link_alive_with_pings(cloud, run_folder):
         use_fake(folder, fake, idle_timeout=2)
         peer = run_folder(folder)
         peer.wait_log("cloud link up")
-        time.sleep(5)
-        assert fake.logins == 1
-        assert not [l for l in peer.lines if "cloud link down" in l]
+        # Unpinged, the link would be dropped as idle after 2 s and dialled
+        # again: 5 s are two idle timeouts and a half.
+        assert_never(lambda: fake.logins > 1 or peer.count("cloud link down"), 5,
+                     "the quiet link dropped")
     finally:
         fake.close()
 
@@ -281,6 +279,23 @@ def test_a_peer_without_a_certificate_opens_wss_when_a_sync_brings_one(cloud, ru
     peer.wait_log("no WSS listener")
     peer.wait_log("in force")
     assert eventually(lambda: login_error(peer, user, token) is None)
+
+
+def test_a_certificate_for_a_taken_wss_port_stops_the_peer(cloud, run_folder):
+    holder = socket.socket()  # the WSS port, held by someone else
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    try:
+        port = holder.getsockname()[1]
+        uuid, folder = cloud.controller(wss_port=port)
+        with open(os.path.join(folder, "access.json"), "w") as f:
+            json.dump({"clients": {}, "peers": {}, "current": [], "version": 0}, f)
+        peer = run_folder(folder)  # serves without WSS until a sync brings a certificate
+        assert peer.wait_exit() == 3
+        assert peer.lines[-1].endswith(" cannot listen for wss on 127.0.0.1:%d ([Errno 98]"
+                                       " EADDRINUSE): stopping, exit status 3" % port)
+    finally:
+        holder.close()
 
 
 def test_cloud_verify_off_links_to_any_certificate_and_says_so(cloud, run_folder, tmp_path):

@@ -114,3 +114,32 @@ def test_a_switch_that_cannot_be_saved_stays_off(peer):
         assert info["offlineAnonymousAccess"] is False
     with peer.connect() as anon:
         assert call(anon, "hub.devices.list")["error"] == REQUIRED
+
+
+def test_a_taken_plain_port_is_logged_and_the_peer_serves_on(make_peer):
+    holder = socket.socket()  # the plain port, held by someone else
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    p = make_peer(ws_port=port)
+    try:
+        with p.connect() as ws:
+            p.login(ws)
+            assert call(ws, "hub.offline.insecure_access.enabled.set", {"enabled": True})["error"] is None
+            line = p.wait_log("cannot listen for ws")  # tried after the reply
+            assert line.endswith(" cannot listen for ws on 127.0.0.1:%d ([Errno 98] EADDRINUSE):"
+                                 " insecure access stays on without a plain listener" % port)
+            assert call(ws, "hub.info.get")["result"]["offlineInsecureAccess"] is True
+        assert p.proc.poll() is None
+        with p.connect() as ws:  # WSS serves on
+            assert p.login(ws)["error"] is None
+    finally:
+        holder.close()
+    # The port free again: switching off and on opens the listener.
+    with p.connect() as ws:
+        p.login(ws)
+        for on in (False, True):
+            assert call(ws, "hub.offline.insecure_access.enabled.set", {"enabled": on})["error"] is None
+        p.wait_log("listening ws 127.0.0.1:%d" % port)
+        with p.connect(secure=False) as pws:
+            assert p.login(pws)["error"] is None

@@ -15,7 +15,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from host_tests.peer import ROOT, call, free_port
+from host_tests.peer import PORT_ATTEMPTS, ROOT, call, free_port, listen_ports
+from host_tests.proc import LoggedProcess
 from tools import devdata
 
 BADPASS = {"code": -32500, "message": "Bad password", "data": "user.login.badpassword"}
@@ -64,7 +65,7 @@ def snapshot(folder):
 
 def test_create_writes_a_folder_the_firmware_runs_from(tmp_path, run_folder):
     folder = tmp_path / "data"
-    cfg, user, token = devdata.create(str(folder), wss_port=free_port(), ws_port=free_port())
+    cfg, user, token = devdata.create(str(folder), **listen_ports())
     assert sorted(os.listdir(folder)) == ["access.json", "config.json"]
     for name in ("access.json", "config.json"):
         assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o600
@@ -287,7 +288,7 @@ def test_cli_without_no_verify_refuses_the_self_signed_peer(peer):
 
 def test_cli_cafile_verifies_a_devdata_peer(tmp_path, run_folder):
     folder = tmp_path / "data"
-    _, user, token = devdata.create(str(folder), wss_port=free_port(), ws_port=free_port())
+    _, user, token = devdata.create(str(folder), **listen_ports())
     with open(folder / "access.json") as f:
         ca = tmp_path / "ca.pem"
         ca.write_text(json.load(f)["current"][0]["certificate"])
@@ -303,24 +304,84 @@ def test_cli_takes_a_token_that_starts_with_a_dash(make_peer):
     assert done.returncode == 0, done.stderr
 
 
-def test_make_run_starts_a_cloud_and_a_peer_that_a_new_user_reaches(tmp_path):
-    from host_tests.proc import LoggedProcess
+class Demo(LoggedProcess):
+    """`make run` (tools.demo) on folder VAR and the ports given."""
 
-    port, cloud_port = port_pair(), free_port()
-    demo = LoggedProcess()
-    demo.spawn([sys.executable, "-u", "-m", "tools.demo", "--dir", str(tmp_path / "var"),
-                "--port", str(port), "--cloud-port", str(cloud_port)])
+    def __init__(self, var, port, cloud_port):
+        self.var, self.port, self.cloud_port = str(var), port, cloud_port
+        self.spawn([sys.executable, "-u", "-m", "tools.demo", "--dir", self.var,
+                    "--port", str(port), "--cloud-port", str(cloud_port)])
+
+    def taken(self):
+        """True when it stopped because a port was taken (exit status 3)."""
+        self.wait_log(r"make run: .* \(exit status", 60)
+        return self.wait_exit() == 3
+
+
+def running_demo(tmp_path):
+    """A `make run` whose peer's cloud link is up. Ports are free_port()'s
+    guesses: a taken one (exit status 3) means new ports and a new folder."""
+    for attempt in range(PORT_ATTEMPTS):
+        demo = Demo(tmp_path / ("var%d" % attempt), port_pair(), free_port())
+        # The peer's line, not the instructions; or the demo's last word.
+        line = demo.wait_log(r"cloud link up: |make run: .* \(exit status", 60)
+        if "cloud link up" in line:
+            return demo
+        assert demo.taken(), line
+    raise AssertionError("ports taken %d times in a row" % PORT_ATTEMPTS)
+
+
+def test_make_run_starts_a_cloud_and_a_peer_that_a_new_user_reaches(tmp_path):
+    demo = running_demo(tmp_path)
     try:
-        demo.wait_log("cloud link up: ", 30)  # the peer's line, not the instructions
         args, user, token = printed_credentials("\n".join(demo.lines))
-        assert args[0] == "wss://127.0.0.1:%d" % port
+        assert args[0] == "wss://127.0.0.1:%d" % demo.port
         assert cli(*args).returncode == 0
         add = demo.wait_log(r"tools\.labcloud .* add-user \S+").split("python ", 1)[1]
         made = py(*shlex.split(add))
         new_user, new_token = re.search(r"User (\S+) .*\n.*: (\S+)\n", made.stdout).groups()
-        demo.wait_log("version 3 in force", 10)
+        demo.wait_log("version 3 in force")
         done = cli(args[0], "--no-verify", "--user", new_user, "--token=" + new_token, "hub.info.get")
         assert done.returncode == 0, done.stderr
     finally:
         assert demo.stop() == 0
     assert [l for l in demo.lines if l.endswith(" stopped")]  # the peer stopped cleanly
+
+
+def test_a_second_make_run_stops_with_the_reason_and_leaves_the_first_alone(tmp_path):
+    first = running_demo(tmp_path)
+    try:
+        second = Demo(first.var, first.port, first.cloud_port)  # the same folder, the same ports
+        try:
+            assert second.wait_exit(60) == 3
+        finally:
+            second.stop()
+        out = "\n".join(second.lines)
+        assert "error: cannot listen on 127.0.0.1:%d (address already in use)" % first.cloud_port in out
+        assert second.lines[-1] == ("make run: the lab cloud did not start, so neither did the peer;"
+                                    " is another `make run` running? (exit status 3)")
+        assert not second.count(r"\bready$")  # its peer never started
+        # The first serves on, and its cloud session was never contested.
+        args, _, _ = printed_credentials("\n".join(first.lines))
+        assert cli(*args).returncode == 0
+        counts = [first.count(what) for what in ("login ok", "replaced", "cloud link down")]
+        assert counts == [1, 0, 0], first.lines
+    finally:
+        assert first.stop() == 0
+
+
+def test_make_run_stops_when_its_peer_cannot_listen(tmp_path):
+    with socket.socket() as holder:  # the peer's port, held from the start
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        for attempt in range(PORT_ATTEMPTS):
+            demo = Demo(tmp_path / ("var%d" % attempt), port, free_port())
+            assert demo.taken()
+            if not demo.count("the lab cloud did not start"):  # its own port taken
+                break
+    out = "\n".join(demo.lines)
+    assert "cannot listen for wss on 127.0.0.1:%d ([Errno 98] EADDRINUSE)" % port in out
+    assert "make run: the peer stopped; stopping the lab cloud (exit status 3)" in out
+    assert demo.lines[-1].endswith(" stopped")  # the cloud's last line: it was stopped
+    assert not demo.count(r"\bready$|cloud link up: ")
