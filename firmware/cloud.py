@@ -7,12 +7,11 @@
 # periodically. A result is applied only once all of it is valid; then it is
 # persisted atomically and put in force. The local server never waits on
 # any of this.
-import asyncio
 import gc
 import ssl
 
 from firmware import board, rpc, store
-from firmware.link import Link, LinkError, error_data, is_request, jitter, reason
+from firmware.link import Link, LinkError, error_data, jitter
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 WANTED_TRIES = 3  # syncs that may miss an announced version before it is let go
@@ -42,20 +41,12 @@ class CloudLink(Link):
     async def run(self):
         if not self.cfg["cloud_verify"]:
             self.log("WARNING: cloud_verify is false: the cloud's certificate is NOT checked")
-        while True:
-            try:
-                await self._session()
-            except (OSError, ValueError, EOFError, LinkError, asyncio.TimeoutError) as e:
-                self.log("cloud link down: %s" % reason(e))
-            except Exception as e:  # MemoryError, or a bug: the link must live on
-                self.log("cloud link down: %s" % type(e).__name__)
-            finally:
-                self.close()
-                gc.collect()
-            await self.backoff()
+        await super().run()
 
-    async def _session(self):
-        await self.connect(self.tls)
+    def down(self, why):
+        self.log("cloud link down: %s" % why)
+
+    async def session(self):
         reply = await self.call(LOGIN, {"hub": self.cfg["hub"], "token": self.cfg["cloud_token"]})
         if reply.get("error"):
             raise LinkError("login refused (%s)" % error_data(reply))
@@ -70,9 +61,7 @@ class CloudLink(Link):
                     self.failures = 0
                 wait = self.cfg["sync_interval"] if ok else self.cfg["cloud_backoff_max"]
                 self.sync_at = ticks_add(ticks_ms(), jitter(wait * 1000, 0.1))
-            msg = await self.receive(max(ticks_diff(self.sync_at, ticks_ms()), 1))
-            if is_request(msg):
-                await self.request(msg)
+            await self.keep(ticks_diff(self.sync_at, ticks_ms()))
 
     def _tls_context(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -100,6 +89,7 @@ class CloudLink(Link):
         if current is None or version > current:
             self.wanted = version
             self.sync_at = ticks_ms()  # "soon", as the API asks
+            self.alarm.set()
 
     # ---- sync
 
