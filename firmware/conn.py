@@ -106,7 +106,9 @@ class Conn:
             return "connection lost"
         if isinstance(e, MemoryError):
             return "closed: out of memory"
-        return "closed: internal error %s" % board.fault(e)  # a bug: log it, free the slot
+        from firmware import faults
+
+        return "closed: internal error %s" % faults.describe(e)  # a bug: log it, free the slot
 
     async def _life(self):
         rest = await self._upgrade()

@@ -57,7 +57,9 @@ class Hub:
             return rpc.error(rid, method, rpc.RpcError(*NO_MEMORY))
         except Exception as e:  # a bug here must not take the connection down
             # The type and place only: a message could quote a parameter.
-            self.log("%s %s failed: %s" % (conn.name, method, board.fault(e)))
+            from firmware import faults
+
+            self.log("%s %s failed: %s" % (conn.name, method, faults.describe(e)))
             return rpc.error(rid, method, rpc.RpcError(*INTERNAL))
 
     async def _call(self, conn, method, params):

@@ -59,7 +59,9 @@ def reason(e):
     # never carries secrets; of anything else only the type and place.
     if isinstance(e, (LinkError, OSError, EOFError, ValueError, asyncio.TimeoutError)):
         return str(e).strip() or type(e).__name__
-    return board.fault(e)
+    from firmware import faults
+
+    return faults.describe(e)
 
 
 class Link:
