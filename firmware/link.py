@@ -14,7 +14,7 @@ import json
 import os
 import socket
 
-from firmware import board, wire, ws, wsclient
+from firmware import wire, ws, wsclient
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 BACKOFF_MIN_MS = 1000
