@@ -152,6 +152,7 @@ class CloudLink(Link):
         if current is not None and data.version < current:
             return "version %d is older than %d (rollback)" % (data.version, current)
         if data.version == current:
+            self.log("cloud sync: version %d is current" % current)
             return None
         from firmware.app import tls_context
 

@@ -36,8 +36,10 @@ def load_cloud_ca(access, path):
 
 
 def load(folder):
-    # (config, access data, cloud CA DER or None), or None when the
-    # configuration is unusable.
+    # [config, access data, cloud CA DER or None], or None when the
+    # configuration is unusable. A list: app empties it once the server
+    # holds what it needs, so that no stale reference keeps the start-up
+    # data in the heap.
     from firmware import access, config
 
     try:
@@ -45,7 +47,7 @@ def load(folder):
         ca = None
         if cfg["cloud_url"] and cfg["cloud_verify"]:
             ca = load_cloud_ca(access, folder + "/" + cfg["cloud_ca"])
-        return cfg, load_access(access, folder + "/access.json", cfg), ca
+        return [cfg, load_access(access, folder + "/access.json", cfg), ca]
     except config.ConfigError as e:
         log(str(e))
         return None
