@@ -48,6 +48,9 @@ def start_cloud(cfg, server, ca, folder):
     except ImportError:  # a build without TLS
         log("no cloud link: this MicroPython has no ssl module")
         return
+    if link.tls is None:  # the CA does not load (logged): like no CA file
+        board.unload("cloud")
+        return
     asyncio.create_task(link.run())
 
 

@@ -75,10 +75,18 @@ class CloudLink(Link):
                 await self.request(msg)
 
     def _tls_context(self):
+        # None when the CA does not load: its PEM held a CERTIFICATE block
+        # that the TLS stack does not parse. The CA is no secret, so the TLS
+        # stack's words on it may be logged.
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if self.cfg["cloud_verify"]:
             ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # (a stub gap)
-            ctx.load_verify_locations(cadata=self.ca_der)
+            try:
+                ctx.load_verify_locations(cadata=self.ca_der)
+            except (ValueError, OSError) as e:
+                self.log("cloud CA %s unusable (does not load: %s): no cloud link"
+                         % (self.cfg["cloud_ca"], reason(e)))
+                return None
         else:
             ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
         return ctx

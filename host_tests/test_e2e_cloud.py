@@ -294,6 +294,21 @@ def test_cloud_verify_off_links_to_any_certificate_and_says_so(cloud, run_folder
     assert eventually(lambda: login_error(peer, user, token) is None)
 
 
+def test_a_cloud_ca_that_does_not_load_leaves_the_link_off_and_serves(cloud, run_folder):
+    uuid, folder = cloud.controller()
+    user, token = lab.add_user(cloud.db, uuid)
+    lab.provision(cloud.db, uuid, folder, wss_port=free_port(), ws_port=free_port(), force=True)
+    with open(os.path.join(folder, "cloud-ca.pem"), "w") as f:
+        f.write(JUNK_CERT)  # canonical base64 in a CERTIFICATE block, no certificate
+    peer = run_folder(folder)
+    assert login_error(peer, user, token) is None  # the local server serves
+    said = [l for l in peer.lines if "cloud CA" in l]
+    assert len(said) == 1 and "cloud-ca.pem unusable" in said[0] and "no cloud link" in said[0]
+    assert peer.proc.poll() is None
+    assert not [l for l in peer.lines if "Traceback" in l or "cloud link" in l.replace("no cloud link", "")]
+    assert not os.path.exists(os.path.join(os.path.dirname(folder), "crash.log"))
+
+
 def heap_alloc(peer):
     with peer.connect() as ws:
         return call(ws, "hub.diagnostics.get")["result"]["heapAlloc"]
