@@ -1,5 +1,6 @@
 """The cloud link: the real firmware under MicroPython, the real lab cloud,
 real TLS on both sides."""
+import functools
 import json
 import os
 import ssl
@@ -11,6 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 from host_tests.cloud import FakeCloud, Lab
 from host_tests.peer import call, client_tls, free_port
+from tools.labcloud import ca as lab_ca
 from tools.labcloud import db as lab
 
 BADPASS = "user.login.badpassword"
@@ -71,12 +73,13 @@ def presented_cert(port):
             return t.getpeercert(binary_form=True)
 
 
-def test_a_rotated_certificate_is_served_to_new_connections(cloud, linked):
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_a_rotated_certificate_is_served_to_new_connections(cloud, linked, kind):
     uuid, peer = linked
     port = peer.cfg["wss_port"]
     before = presented_cert(port)
     with peer.connect() as kept:
-        lab.rotate_cert(cloud.db, uuid)
+        lab.rotate_cert(cloud.db, uuid, kind)
         peer.wait_log("access data version 2 in force")
         after = presented_cert(port)
         assert after != before
@@ -146,6 +149,18 @@ def changed(base, **change):
 # Not a certificate, though canonical base64 in a CERTIFICATE block.
 JUNK_CERT = "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n"
 
+@functools.lru_cache(maxsize=None)
+def foreign_pair(kind):
+    """A certificate and a key of the same kind that do not belong together."""
+    authority = lab_ca.make_ca(kind)
+    return lab_ca.controller_cert(authority, "1", kind)[0], lab_ca.controller_cert(authority, "2", kind)[1]
+
+
+def mismatched(base, kind):
+    cert, key = foreign_pair(kind)
+    return changed(base, current=[dict(base["current"][0], certificate=cert, private=key)], version=9)
+
+
 # case: (reply to a sync given the valid data and the request, log line expected)
 BAD_CLOUDS = {
     "malformed JSON": (lambda base, req: '{"id": "%s", "result": {' % req["id"],
@@ -158,6 +173,10 @@ BAD_CLOUDS = {
     "a certificate that does not load": (lambda base, req: sync_reply(req, changed(
         base, current=[dict(base["current"][0], certificate=JUNK_CERT)], version=9)),
         "no certificate set loads"),
+    "an RSA key that is not the certificate's": (
+        lambda base, req: sync_reply(req, mismatched(base, "rsa")), "do not match"),
+    "an EC key that is not the certificate's": (
+        lambda base, req: sync_reply(req, mismatched(base, "ec")), "do not match"),
     "a rollback": (lambda base, req: sync_reply(req, changed(base, version=0)), "rollback"),
     "an oversized message": (lambda base, req: sync_reply(req, changed(
         base, version=9, padding="x" * 40000)), "too big"),
