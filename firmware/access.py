@@ -104,8 +104,10 @@ def _cap(count, limit, where):
         raise AccessError("%s: more than %d entries" % (where, limit))
 
 
-def _section(obj, name, kind, problems):
+def _section(obj, name, kind, problems, strict):
     if name not in obj:
+        if strict:
+            raise AccessError(name + ": missing")
         problems.append(name + ": missing")
         return kind()
     if not isinstance(obj[name], kind):
@@ -358,9 +360,11 @@ def _certs(raw, problems):
     return out
 
 
-def parse(obj, limits=None):
+def parse(obj, limits=None, strict=False):
     """Return (Access, problems). Raises AccessError when the data is refused
-    as a whole: not an object, a section of the wrong type, or over a limit."""
+    as a whole: not an object, a section of the wrong type (or, strict, a
+    section missing), or over a limit. Every problem is an entry (or part of
+    one) dropped, or a note: the rest is good to serve."""
     if not isinstance(obj, dict):
         raise AccessError("access data is not an object")
     lim = dict(_LIMITS)
@@ -368,9 +372,9 @@ def parse(obj, limits=None):
         if limits and key in limits:
             lim[key] = limits[key]
     problems = []
-    clients = _section(obj, "clients", dict, problems)
-    peers = _section(obj, "peers", dict, problems)
-    current = _section(obj, "current", list, problems)
+    clients = _section(obj, "clients", dict, problems, strict)
+    peers = _section(obj, "peers", dict, problems, strict)
+    current = _section(obj, "current", list, problems, strict)
     _cap(len(clients), lim["max_users"], "clients")
     _cap(len(peers), lim["max_peers"], "peers")
     _cap(len(current), lim["max_certs"], "current")

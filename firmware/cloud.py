@@ -146,14 +146,16 @@ class CloudLink(Link):
         # Returns why the result was refused, or None once it is in force.
         from firmware import access
 
+        # Refused whole only for what makes the data unusable as a whole (its
+        # shape, a section missing, a limit, no version, a rollback, no
+        # certificate set that loads); a bad entry is dropped and logged, as
+        # at start-up, so that it cannot hold back every later update.
         try:
-            data, problems = access.parse(result, self.cfg)
+            data, problems = access.parse(result, self.cfg, True)
         except access.AccessError as e:
             return str(e)
         finally:
             board.unload("access")
-        if problems:
-            return "%d problem(s), first: %s" % (len(problems), problems[0])
         current = self.hub.access.version
         if data.version is None:
             return "no version"
@@ -162,6 +164,7 @@ class CloudLink(Link):
         if data.version == current:
             self.log("cloud sync: version %d is current" % current)
             return None
+        board.log_each("cloud data version %d: " % data.version, problems)
         from firmware.app import tls_context
 
         tls = tls_context(data)

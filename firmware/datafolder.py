@@ -20,8 +20,7 @@ def load_access(access, path, cfg):
     except access.AccessError as e:
         log("access.json refused: %s" % e)
         return access.Access()
-    for p in problems:
-        log("access.json: %s" % p)
+    board.log_each("access.json: ", problems)
     return data
 
 

@@ -639,3 +639,13 @@ def test_every_cut_of_a_certificate_or_key_is_refused_cleanly(rsa_pair, ec_pair)
             entry = dict(_entry(pair, fmt=fmt), private=_pem_of("PRIVATE KEY", key[:cut] or b"\x00"))
             acc, problems = _parse(current=[entry])
             assert acc.certs == [] and len(problems) == 1
+
+
+def test_strict_refuses_a_missing_section():
+    # A sync must state every section: a missing one is not "none left".
+    for name in ("clients", "peers", "current"):
+        data = {"clients": {}, "peers": {}, "current": [], "version": 1}
+        del data[name]
+        with pytest.raises(AccessError, match=name + ": missing"):
+            access.parse(data, strict=True)
+        assert access.parse(data)[1] == [name + ": missing"]

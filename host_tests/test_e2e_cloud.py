@@ -10,7 +10,7 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from host_tests.cloud import FakeCloud, Lab
+from host_tests.cloud import FakeCloud, Lab, configure
 from host_tests.peer import call, client_tls, free_port
 from tools.labcloud import ca as lab_ca
 from tools.labcloud import db as lab
@@ -167,9 +167,8 @@ BAD_CLOUDS = {
                        "malformed JSON"),
     "wrong types": (lambda base, req: sync_reply(req, changed(base, clients=[], version=9)),
                     "clients: wrong type"),
-    "a bad digest": (lambda base, req: sync_reply(req, changed(
-        base, clients={"6a1c7d4e-0000-4000-8000-000000000001": ["zz" * 32]}, version=9)),
-        "not a SHA-256 hex digest"),
+    "a section missing": (lambda base, req: sync_reply(req, {
+        k: v for k, v in changed(base, version=9).items() if k != "clients"}), "clients: missing"),
     "a certificate that does not load": (lambda base, req: sync_reply(req, changed(
         base, current=[dict(base["current"][0], certificate=JUNK_CERT)], version=9)),
         "no certificate set loads"),
@@ -346,3 +345,74 @@ def test_access_data_replaced_by_a_sync_leaves_the_heap(cloud, run_folder):
     peer.wait_log("access data version 2 in force")
     after = heap_alloc(peer)
     assert after - before < 1500, (before, after)
+
+
+def test_a_user_over_the_token_limit_is_dropped_and_later_changes_still_apply(cloud, run_folder):
+    # The cloud takes more tokens per user than this peer: that user alone
+    # is left out, and a later revocation still gets through.
+    uuid, folder = cloud.controller(max_tokens_per_user=2)
+    gone, gone_token = lab.add_user(cloud.db, uuid)
+    lab.provision(cloud.db, uuid, folder, wss_port=free_port(), ws_port=free_port(), force=True)
+    configure(folder, max_tokens_per_user=2)
+    peer = run_folder(folder)
+    peer.wait_log("cloud link up")
+    with peer.connect() as session:
+        assert peer.login(session, gone, gone_token)["error"] is None
+        big = lab.add_user(cloud.db, uuid)[0]
+        big_tokens = [lab.add_user(cloud.db, uuid, big)[1] for _ in range(2)]  # three in all
+        line = peer.wait_log("in force")
+        assert "dropped" not in line
+        assert peer.wait_log(r"clients\[%s\]: more than 2 tokens, user dropped" % big)
+        lab.remove_user(cloud.db, uuid, gone)
+        with pytest.raises(ConnectionClosed) as closed:
+            session.recv(timeout=10)
+        assert closed.value.rcvd.code == 1008
+    version = lab.versions(cloud.db)[uuid]
+    peer.wait_log("access data version %d in force" % version)
+    assert login_error(peer, gone, gone_token)["data"] == BADPASS
+    assert login_error(peer, big, big_tokens[0])["data"] == BADPASS
+    other, other_token = lab.add_user(cloud.db, uuid)
+    assert eventually(lambda: login_error(peer, other, other_token) is None)
+    assert not [l for l in peer.lines if "data refused" in l]
+
+
+def bad_users(count):
+    return {"6a1c7d4e-0000-4000-8000-%012d" % i: ["zz" * 32] for i in range(count)}
+
+
+# case: (the valid data changed so, one log line expected of the drop)
+BAD_ENTRIES = {
+    "a bad digest": (lambda base: {"clients": dict(base["clients"], **bad_users(1))},
+                     "not a SHA-256 hex digest"),
+    "an id that is not printable ASCII": (
+        lambda base: {"clients": dict(base["clients"], **{"b\u00e4d": ["ab" * 32]})},
+        "dropped an id that is not 1-64 printable ASCII chars"),
+    "a peer that is not an object": (lambda base: {"peers": {"p-1": "nope"}},
+                                     r"peers\[p-1\]: not an object, peer dropped"),
+    "a certificate set that does not parse, before a good one": (
+        lambda base: {"current": [dict(base["current"][0], certificate=JUNK_CERT)] + base["current"]},
+        r"current\[0\]: certificate: not an X.509 certificate"),
+    "thirty bad users": (lambda base: {"clients": dict(base["clients"], **bad_users(30))},
+                         "50 more not shown"),  # two problems each
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ENTRIES))
+def test_bad_entries_from_the_cloud_are_dropped_and_the_rest_applied(cloud, run_folder, case):
+    make, dropped = BAD_ENTRIES[case]
+    uuid, folder = cloud.controller()
+    user, token = lab.add_user(cloud.db, uuid)
+    base = lab.access_data(cloud.db, uuid)
+    fake = FakeCloud(cloud.db, lambda req: sync_reply(req, changed(base, version=9, **make(base))))
+    try:
+        use_fake(folder, fake)
+        peer = run_folder(folder, {user: [token]})
+        peer.wait_log(dropped)
+        peer.wait_log("access data version 9 in force")
+        assert login_error(peer, user, token) is None
+        with open(os.path.join(folder, "access.json")) as f:
+            assert json.load(f)["version"] == 9  # persisted
+        assert len([l for l in peer.lines if "cloud data version 9: " in l]) <= 11
+        assert not [l for l in peer.lines if "data refused" in l]
+    finally:
+        fake.close()
