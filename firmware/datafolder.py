@@ -8,18 +8,23 @@ ACCESS_MAX = 65536
 
 
 def load_access(access, path, cfg):
-    # Serve what parses: a bad entry is logged and skipped, never fatal.
-    obj, source = store.read_json(path, ACCESS_MAX)
+    # Serve what parses: a bad entry is logged and skipped, never fatal. A
+    # file refused as a whole (over a limit, a section of the wrong type) is
+    # passed over like a corrupt one, for its previous copy.
+    def check(name, obj):
+        try:
+            return access.parse(obj, cfg)
+        except access.AccessError as e:
+            log("%s refused: %s" % (name, e))
+            raise
+
+    parsed, source = store.read_json(path, ACCESS_MAX, check)
     if source == "previous":
-        log("warning: %s unreadable, using its previous copy" % path)
-    if obj is None:
+        log("warning: %s unusable, using its previous copy" % path)
+    if parsed is None:
         log("no valid %s: no logins possible until access data arrives" % path)
         return access.Access()
-    try:
-        data, problems = access.parse(obj, cfg)
-    except access.AccessError as e:
-        log("access.json refused: %s" % e)
-        return access.Access()
+    data, problems = parsed
     board.log_each("access.json: ", problems)
     return data
 

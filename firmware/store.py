@@ -1,10 +1,17 @@
 """Small JSON files on flash, replaced so that a power cut never loses them.
 
 A write leaves the former content at path + ".prev" and reads fall back to it,
-so at any instant either the old or the new object is readable.
+so at any instant either the old or the new object is readable. Only a file
+that validates becomes the previous copy: one that does not (corrupt, or
+refused by the reader's check) is deleted by the next write instead, so the
+good previous copy stays.
 """
 import json
 import os
+
+# Whether the file at a path validated when this process last read or wrote
+# it ({path: bool}); a write checks a file it has not seen itself.
+_valid = {}
 
 
 def _exists(path):
@@ -29,11 +36,21 @@ def _load(path, max_bytes):
         return False, None
 
 
-def read_json(path, max_bytes=65536):
+def read_json(path, max_bytes=65536, check=None):
     """Return (obj, source): source is "current", "previous" (fell back to
-    path + ".prev") or None when neither file is readable, with obj None."""
+    path + ".prev") or None when neither file is usable, with obj None.
+    check(name, obj), if given, returns what to give for obj, or raises
+    ValueError for data that does not validate: that file is passed over
+    like an unreadable one."""
     for name, source in ((path, "current"), (path + ".prev", "previous")):
         ok, obj = _load(name, max_bytes)
+        if ok and check:
+            try:
+                obj = check(name, obj)
+            except ValueError:
+                ok = False
+        if name == path:
+            _valid[path] = ok
         if ok:
             return obj, source
     return None, None
@@ -50,12 +67,20 @@ def write_json(path, obj, fault=None):
     # With no current file (a former write was cut after moving it away),
     # .prev is the only readable copy: keep it.
     if _exists(path):
-        if _exists(prev):
-            os.remove(prev)  # FAT's rename does not overwrite
-        _step(fault, "prev_removed")
-        os.rename(path, prev)
-        _step(fault, "current_moved")
+        valid = _valid.get(path)
+        if valid is None:
+            valid = _load(path, 65536)[0]
+        if valid:
+            if _exists(prev):
+                os.remove(prev)  # FAT's rename does not overwrite
+            _step(fault, "prev_removed")
+            os.rename(path, prev)
+            _step(fault, "current_moved")
+        else:  # never the previous copy: the one there may be good
+            os.remove(path)
+            _step(fault, "current_removed")
     os.rename(tmp, path)
+    _valid[path] = True
     _step(fault, "done")
 
 

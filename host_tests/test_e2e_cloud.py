@@ -416,3 +416,23 @@ def test_bad_entries_from_the_cloud_are_dropped_and_the_rest_applied(cloud, run_
         assert not [l for l in peer.lines if "data refused" in l]
     finally:
         fake.close()
+
+
+def test_a_corrupt_access_json_never_becomes_the_previous_copy(cloud, run_folder):
+    uuid, folder = cloud.controller()
+    user, token = lab.add_user(cloud.db, uuid)
+    lab.provision(cloud.db, uuid, folder, wss_port=free_port(), ws_port=free_port(), force=True)
+    path = os.path.join(folder, "access.json")
+    os.replace(path, path + ".prev")  # the good copy
+    with open(path, "w") as f:
+        f.write('{"clients": {')  # cut short
+    with open(path + ".prev", "rb") as f:
+        good = f.read()
+    peer = run_folder(folder, {user: [token]})
+    peer.wait_log("using its previous copy")
+    lab.add_user(cloud.db, uuid)
+    peer.wait_log("access data version 3 in force")
+    with open(path + ".prev", "rb") as f:
+        assert f.read() == good
+    with open(path) as f:
+        assert json.load(f)["version"] == 3

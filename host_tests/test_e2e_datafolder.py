@@ -1,6 +1,7 @@
 """The data folder as the real firmware reads it at start-up: which
 access.json (or its previous copy) it serves, and which certificate."""
 import functools
+import json
 import socket
 import ssl
 
@@ -40,3 +41,19 @@ def test_a_stored_key_that_is_not_its_certificates_is_skipped(make_peer, kind):
     with p.connect() as ws:
         assert p.login(ws)["error"] is None
         assert call(ws, "hub.info.get")["error"] is None
+
+
+def test_an_access_json_over_a_limit_falls_back_to_its_previous_copy(make_peer):
+    # Like a corrupt one: refused whole (201 users, over the 200 the board
+    # holds), so the previous copy serves.
+    users = {"u-1": ["token-1"]}
+    p = make_peer(users=users, start=False)
+    with open(p.path("access.json")) as f:
+        good = json.load(f)
+    p.write("access.json.prev", good)
+    p.write("access.json", dict(good, clients={"u-%d" % i: [] for i in range(201)}, version=2))
+    p.start()
+    assert p.wait_log("access.json refused: clients: more than 200 entries")
+    p.wait_log("using its previous copy")
+    with p.connect() as ws:
+        assert p.login(ws)["error"] is None
