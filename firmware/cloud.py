@@ -171,7 +171,8 @@ class CloudLink(Link):
         if tls is None:
             return "no certificate set loads"
         try:
-            store.write_json(self.path, result, board.pause_point)
+            # It holds the TLS key: owner-only where there are file modes.
+            store.write_json(self.path, result, board.pause_point, True)
         except OSError as e:
             return "cannot persist (%s)" % e
         await self.server.use_access(data, tls)

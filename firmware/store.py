@@ -56,12 +56,28 @@ def read_json(path, max_bytes=65536, check=None):
     return None, None
 
 
-def write_json(path, obj, fault=None):
+def _restrict(path):
+    # Owner-only, where the platform has file modes: CPython's os.chmod, or
+    # the unix port's shell (its os has no chmod). The board has no modes.
+    chmod = getattr(os, "chmod", None)
+    if chmod:
+        chmod(path, 0o600)
+        return
+    system = getattr(os, "system", None)
+    if system:
+        system("chmod 600 '%s'" % path.replace("'", "'\\''"))
+
+
+def write_json(path, obj, fault=None, private=False):
     """Replace path with obj. fault, if given, is called with each step name
-    after the step, so tests can cut the power there by raising."""
+    after the step, so tests can cut the power there by raising. private
+    makes the file owner-only (mode 0600) before anything is written to it."""
     tmp = path + ".tmp"
     prev = path + ".prev"
-    with open(tmp, "w") as f:
+    if private:
+        open(tmp, "w").close()
+        _restrict(tmp)
+    with open(tmp, "w") as f:  # an existing file keeps its mode
         json.dump(obj, f)  # streamed: no second copy of the text in RAM
     _step(fault, "tmp_written")
     # With no current file (a former write was cut after moving it away),

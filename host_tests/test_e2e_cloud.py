@@ -436,3 +436,28 @@ def test_a_corrupt_access_json_never_becomes_the_previous_copy(cloud, run_folder
         assert f.read() == good
     with open(path) as f:
         assert json.load(f)["version"] == 3
+
+
+def test_the_synced_access_json_is_owner_only(cloud, run_folder):
+    # It holds the TLS private key; provisioning wrote it 0600.
+    uuid, folder = cloud.controller()
+    path = os.path.join(folder, "access.json")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    old = os.umask(0o022)  # what the firmware would create files with
+    try:
+        peer = run_folder(folder, env={"PEER_PAUSE_AT": "tmp_written"})
+    finally:
+        os.umask(old)
+    peer.wait_log("cloud link up")
+    lab.add_user(cloud.db, uuid)
+    peer.wait_log("paused at tmp_written")
+    assert os.stat(path + ".tmp").st_mode & 0o777 == 0o600  # before the key is in it
+    peer.kill()
+    old = os.umask(0o022)
+    try:
+        peer.start()
+    finally:
+        os.umask(old)
+    peer.wait_log("access data version 2 in force")
+    for name in (path, path + ".prev"):
+        assert os.stat(name).st_mode & 0o777 == 0o600, name

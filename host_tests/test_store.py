@@ -326,3 +326,41 @@ def test_power_cut_while_replacing_a_corrupt_current(path, step):
         pass
     got = store.read_json(path)
     assert got == ((NEW, "current") if step == "done" else (OLD, "previous"))
+
+
+# ------------------------------------------------------------ file modes
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def mode(name):
+    return os.stat(name).st_mode & 0o777
+
+
+def test_a_private_file_is_owner_only_before_it_holds_anything(path, umask_022):
+    modes = {}
+
+    def fault(step):
+        if step == "tmp_written":
+            modes["tmp"] = mode(path + ".tmp")
+
+    store.write_json(path, OLD, private=True)
+    store.write_json(path, NEW, fault, private=True)
+    assert modes["tmp"] == 0o600
+    assert mode(path) == mode(path + ".prev") == 0o600
+
+
+def test_a_private_write_over_a_leftover_tmp_is_owner_only(path, umask_022):
+    put(path + ".tmp", "{half")
+    os.chmod(path + ".tmp", 0o644)
+    store.write_json(path, NEW, private=True)
+    assert mode(path) == 0o600
+
+
+def test_other_files_keep_the_usual_mode(path, umask_022):
+    store.write_json(path, NEW)
+    assert mode(path) == 0o644
