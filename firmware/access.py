@@ -20,6 +20,9 @@ class AccessError(ValueError):
 # Defaults sized for the board's heap; parse(limits=...) overrides them.
 _LIMITS = {"max_users": 200, "max_tokens_per_user": 16, "max_peers": 32,
            "token_max": 256, "max_certs": 4}
+# Problems kept per parse: the rest are counted, so that bad data can fill
+# neither the heap nor the console with them.
+PROBLEMS_MAX = 16
 _KEY_LABELS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
 _ENCRYPTED = "encrypted private key not supported"
 _MALFORMED = "malformed PEM"
@@ -97,6 +100,24 @@ def _chain(pem):
     if pem.strip() and not chain:
         raise AccessError("no CERTIFICATE block")
     return chain
+
+
+class _Problems:
+    # The list of problems as parse() fills it, bounded (PROBLEMS_MAX).
+    def __init__(self):
+        self.kept = []
+        self.more = 0
+
+    def append(self, line):
+        if len(self.kept) < PROBLEMS_MAX:
+            self.kept.append(line)
+        else:
+            self.more += 1
+
+    def lines(self):
+        if self.more:
+            self.kept.append("%d more problem(s) not shown" % self.more)
+        return self.kept
 
 
 def _cap(count, limit, where):
@@ -364,14 +385,15 @@ def parse(obj, limits=None, strict=False):
     """Return (Access, problems). Raises AccessError when the data is refused
     as a whole: not an object, a section of the wrong type (or, strict, a
     section missing), or over a limit. Every problem is an entry (or part of
-    one) dropped, or a note: the rest is good to serve."""
+    one) dropped, or a note: the rest is good to serve. Past PROBLEMS_MAX
+    problems, a last one counts the rest."""
     if not isinstance(obj, dict):
         raise AccessError("access data is not an object")
     lim = dict(_LIMITS)
     for key in _LIMITS:  # limits may be the whole config: take what is ours
         if limits and key in limits:
             lim[key] = limits[key]
-    problems = []
+    problems = _Problems()
     clients = _section(obj, "clients", dict, problems, strict)
     peers = _section(obj, "peers", dict, problems, strict)
     current = _section(obj, "current", list, problems, strict)
@@ -382,4 +404,4 @@ def parse(obj, limits=None, strict=False):
                     _entries("clients", clients, _user, lim, problems),
                     _entries("peers", peers, _peer, lim, problems),
                     _certs(current, problems))
-    return access, problems
+    return access, problems.lines()

@@ -134,16 +134,6 @@ def log(msg):
     sys.stdout.write("%02d:%02d:%02d %s\n" % (t[3], t[4], t[5], msg))
 
 
-def log_each(prefix, lines, most=10):
-    # One log line per item, the first `most` of them: the items come from
-    # data (access data problems), and a slow console must not hold up the
-    # event loop for thousands of lines.
-    for line in lines[:most]:
-        log(prefix + line)
-    if len(lines) > most:
-        log("%s%d more not shown" % (prefix, len(lines) - most))
-
-
 def unload(*names):
     # Code needed only now and then (parsing at start-up and at a sync)
     # leaves the heap between uses; the next import loads it again.

@@ -164,7 +164,8 @@ class CloudLink(Link):
         if data.version == current:
             self.log("cloud sync: version %d is current" % current)
             return None
-        board.log_each("cloud data version %d: " % data.version, problems)
+        for p in problems:  # a bounded list (access.PROBLEMS_MAX)
+            self.log("cloud data version %d: %s" % (data.version, p))
         from firmware.app import tls_context
 
         tls = tls_context(data)

@@ -649,3 +649,12 @@ def test_strict_refuses_a_missing_section():
         with pytest.raises(AccessError, match=name + ": missing"):
             access.parse(data, strict=True)
         assert access.parse(data)[1] == [name + ": missing"]
+
+
+def test_problems_are_bounded():
+    # 40 users with one bad digest each: two problems apiece, 16 kept.
+    bad = {"user-%02d" % i: ["zz" * 32] for i in range(40)}
+    acc, problems = _parse(clients=bad)
+    assert acc.clients == {}
+    assert len(problems) == access.PROBLEMS_MAX + 1
+    assert problems[-1] == "%d more problem(s) not shown" % (80 - access.PROBLEMS_MAX)
