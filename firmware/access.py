@@ -307,17 +307,17 @@ def _cert_public(der):
     return alg, der[start:end]  # EC: the point
 
 
-def _key_public(der, start, end):
+def _key_public(der, start, end, wrapped=False):
     # (algorithm, public key or None) of a private key: PKCS#8, PKCS#1 (RSA)
-    # or SEC1 (EC).
+    # or SEC1 (EC); a PKCS#8 key holds one of the other two, once.
     top = _tlv(der, start, end)
     second = _child(der, top, _SEQ, 1)
-    if second[0] == _SEQ:  # PKCS#8: version, algorithm, the key in an OCTET STRING
+    if second[0] == _SEQ and not wrapped:  # PKCS#8: version, algorithm, the key in an OCTET STRING
         alg = _value(der, _child(der, second, _SEQ, 0), _OID)
         inner = _child(der, top, _SEQ, 2)
         if alg not in (_RSA, _EC) or inner[0] != _OCTETS:
             return alg, None
-        got = _key_public(der, inner[1], inner[2])
+        got = _key_public(der, inner[1], inner[2], True)
         return got if got[0] == alg else (alg, None)
     if second[0] == _INT:  # PKCS#1: version, modulus, public exponent, ...
         return _RSA, _int(der, second), _int(der, _child(der, top, _SEQ, 2))

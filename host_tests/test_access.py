@@ -658,3 +658,14 @@ def test_problems_are_bounded():
     assert acc.clients == {}
     assert len(problems) == access.PROBLEMS_MAX + 1
     assert problems[-1] == "%d more problem(s) not shown" % (80 - access.PROBLEMS_MAX)
+
+
+def test_a_key_nested_without_end_is_refused_without_recursing(rsa_pair):
+    # PKCS#8 inside PKCS#8 inside ...: one level is all a key may have, so
+    # a crafted key cannot exhaust the recursion depth of the firmware.
+    rsa_oid = b"\x30\x0d\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05\x00"
+    der = rsa_pair.key_der(TRAD)
+    for _ in range(2000):
+        der = _tlv(0x30, b"\x02\x01\x00" + rsa_oid + _tlv(0x04, der))
+    acc, problems = _parse(current=[dict(_entry(rsa_pair), private=_pem_of("PRIVATE KEY", der))])
+    assert acc.certs == [] and problems == ["current[0]: private: not a PKCS#8, RSA or EC private key"]
