@@ -64,10 +64,18 @@ class CloudLink(Link):
             await self.keep(ticks_diff(self.sync_at, ticks_ms()))
 
     def _tls_context(self):
+        # None when the CA does not load: its PEM held a CERTIFICATE block
+        # that the TLS stack does not parse. The CA is no secret, so the TLS
+        # stack's words on it may be logged.
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if self.cfg["cloud_verify"]:
             ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # (a stub gap)
-            ctx.load_verify_locations(cadata=self.ca_der)
+            try:
+                ctx.load_verify_locations(cadata=self.ca_der)
+            except (ValueError, OSError) as e:
+                self.log("cloud CA %s unusable (does not load: %s): no cloud link"
+                         % (self.cfg["cloud_ca"], reason(e)))
+                return None
         else:
             ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
         return ctx
@@ -128,28 +136,34 @@ class CloudLink(Link):
         # Returns why the result was refused, or None once it is in force.
         from firmware import access
 
+        # Refused whole only for what makes the data unusable as a whole (its
+        # shape, a section missing, a limit, no version, a rollback, no
+        # certificate set that loads); a bad entry is dropped and logged, as
+        # at start-up, so that it cannot hold back every later update.
         try:
-            data, problems = access.parse(result, self.cfg)
+            data, problems = access.parse(result, self.cfg, True)
         except access.AccessError as e:
             return str(e)
         finally:
             board.unload("access")
-        if problems:
-            return "%d problem(s), first: %s" % (len(problems), problems[0])
         current = self.hub.access.version
         if data.version is None:
             return "no version"
         if current is not None and data.version < current:
             return "version %d is older than %d (rollback)" % (data.version, current)
         if data.version == current:
+            self.log("cloud sync: version %d is current" % current)
             return None
+        for p in problems:  # a bounded list (access.PROBLEMS_MAX)
+            self.log("cloud data version %d: %s" % (data.version, p))
         from firmware.app import tls_context
 
         tls = tls_context(data)
         if tls is None:
             return "no certificate set loads"
         try:
-            store.write_json(self.path, result, board.pause_point)
+            # It holds the TLS key: owner-only where there are file modes.
+            store.write_json(self.path, result, board.pause_point, True)
         except OSError as e:
             return "cannot persist (%s)" % e
         await self.server.use_access(data, tls)
