@@ -65,7 +65,7 @@ def _restrict(path):
         return
     system = getattr(os, "system", None)
     if system:
-        system("chmod 600 '%s'" % path.replace("'", "'\\''"))
+        system("chmod 600 -- '%s'" % path.replace("'", "'\\''"))
 
 
 def write_json(path, obj, fault=None, private=False):
