@@ -11,7 +11,7 @@ import gc
 import ssl
 
 from firmware import board, rpc, store
-from firmware.link import Link, LinkError, error_data, jitter
+from firmware.link import Link, LinkError, error_data, jitter, reason
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 WANTED_TRIES = 3  # syncs that may miss an announced version before it is let go
