@@ -9,7 +9,7 @@ PORT ?= 17000
 # The smallest heaps the end-to-end suites must pass with (compiled build):
 # the local server's, with the cloud link on top, and with a peer link and
 # its incoming twin on top of that.
-TEST_HEAP ?= 96K
+TEST_HEAP ?= 128K
 CLOUD_TEST_HEAP ?= 160K
 PEERS_TEST_HEAP ?= 192K
 HOST_BUILD := build/host
@@ -20,7 +20,7 @@ E2E := $(filter-out $(CLOUD_E2E) $(PEERS_E2E),$(wildcard host_tests/test_e2e_*.p
 
 export MICROPYTHON := $(abspath $(MICROPYTHON))
 
-.PHONY: run test lint build-host client bench clean build deploy provision repl logs reset flash
+.PHONY: run test lint build-host client bench soak clean build deploy provision repl logs reset flash
 
 # The MicroPython stubs go a second time into a folder of their own: the
 # type check reads only them, not the host's site-packages.
@@ -109,6 +109,16 @@ bench: $(VENV)/.installed build-host
 	PEER_ROOT=$(HOST_BUILD) $(PY) -m tools.bench_cloud
 	PEER_ROOT=$(HOST_BUILD) $(PY) -m tools.bench_memory
 	PEER_ROOT=$(HOST_BUILD) $(PY) -m tools.bench_peers
+
+# The long soak: SOAK_REQUESTS requests per session (pipelined user
+# sessions, then calls through peer links), in the heaps of `make test`.
+SOAK_REQUESTS ?= 20000
+SOAK_LINK_REQUESTS ?= 5000
+soak: $(VENV)/.installed build-host
+	SOAK_REQUESTS=$(SOAK_REQUESTS) PEER_ROOT=$(HOST_BUILD) PEER_HEAPSIZE=$(TEST_HEAP) \
+		$(PY) -m pytest -s host_tests/test_e2e_soak.py
+	SOAK_REQUESTS=$(SOAK_LINK_REQUESTS) PEER_ROOT=$(HOST_BUILD) PEER_HEAPSIZE=$(PEERS_TEST_HEAP) \
+		$(PY) -m pytest -s $(PEERS_E2E) -k lose_nothing
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -48,6 +48,9 @@ def start_cloud(cfg, server, ca, folder):
     except ImportError:  # a build without TLS
         log("no cloud link: this MicroPython has no ssl module")
         return
+    if link.tls is None:  # the CA does not load (logged): like no CA file
+        board.unload("cloud")
+        return
     asyncio.create_task(link.run())
 
 
@@ -84,9 +87,25 @@ async def upkeep(cfg):
         backoff = min(backoff * 2, 600) if missing else 15
 
 
-async def serve(cfg, data, ca, folder):
+async def serve(cfg, loaded, folder):
+    # loaded is datafolder.load's list, which _start empties: no frame that
+    # lives on holds the start-up's access data or its TLS context (a stale
+    # slot of a long-lived frame would pin them: MicroPython's GC is
+    # conservative), so the first sync that replaces them frees them.
+    await _start(loaded, folder)
+    from firmware.hub import VERSION
+
+    gc.collect()  # start serving with the set-up's garbage gone
+    log("peer %s (serial %s) version %s ready" % (cfg["hub"], cfg["serial"], VERSION))
+    board.pause_point("serving")  # the host's tests of main.py: PEER_CRASH_AT
+    await upkeep(cfg)
+
+
+async def _start(loaded, folder):
+    cfg, data, ca = loaded
+    loaded.clear()
     tls = tls_context(data)
-    from firmware.hub import VERSION, Hub
+    from firmware.hub import Hub
     from firmware.server import Server
     from firmware.switches import Switches
 
@@ -101,10 +120,6 @@ async def serve(cfg, data, ca, folder):
     server.follow_peers(data)
     if cfg["cloud_url"] and (ca or not cfg["cloud_verify"]):
         start_cloud(cfg, server, ca, folder)
-    gc.collect()  # start serving with the set-up's garbage gone
-    log("peer %s (serial %s) version %s ready" % (cfg["hub"], cfg["serial"], VERSION))
-    board.pause_point("serving")  # the host's tests of main.py: PEER_CRASH_AT
-    await upkeep(cfg)
 
 
 def main(argv):
@@ -116,6 +131,6 @@ def main(argv):
     if loaded is None:
         sys.exit(2)
     try:
-        asyncio.run(serve(loaded[0], loaded[1], loaded[2], folder))
+        asyncio.run(serve(loaded[0], loaded, folder))
     except KeyboardInterrupt:
         log("stopped")

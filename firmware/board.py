@@ -144,3 +144,4 @@ def unload(*names):
         if hasattr(firmware, name):
             delattr(firmware, name)
     gc.collect()
+

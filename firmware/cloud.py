@@ -7,12 +7,11 @@
 # periodically. A result is applied only once all of it is valid; then it is
 # persisted atomically and put in force. The local server never waits on
 # any of this.
-import asyncio
 import gc
 import ssl
 
 from firmware import board, rpc, store
-from firmware.link import Link, LinkError, error_data, is_request, jitter, reason
+from firmware.link import Link, LinkError, error_data, jitter, reason
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 WANTED_TRIES = 3  # syncs that may miss an announced version before it is let go
@@ -42,20 +41,12 @@ class CloudLink(Link):
     async def run(self):
         if not self.cfg["cloud_verify"]:
             self.log("WARNING: cloud_verify is false: the cloud's certificate is NOT checked")
-        while True:
-            try:
-                await self._session()
-            except (OSError, ValueError, EOFError, LinkError, asyncio.TimeoutError) as e:
-                self.log("cloud link down: %s" % reason(e))
-            except Exception as e:  # MemoryError, or a bug: the link must live on
-                self.log("cloud link down: %s" % type(e).__name__)
-            finally:
-                self.close()
-                gc.collect()
-            await self.backoff()
+        await super().run()
 
-    async def _session(self):
-        await self.connect(self.tls)
+    def down(self, why):
+        self.log("cloud link down: %s" % why)
+
+    async def session(self):
         reply = await self.call(LOGIN, {"hub": self.cfg["hub"], "token": self.cfg["cloud_token"]})
         if reply.get("error"):
             raise LinkError("login refused (%s)" % error_data(reply))
@@ -70,15 +61,21 @@ class CloudLink(Link):
                     self.failures = 0
                 wait = self.cfg["sync_interval"] if ok else self.cfg["cloud_backoff_max"]
                 self.sync_at = ticks_add(ticks_ms(), jitter(wait * 1000, 0.1))
-            msg = await self.receive(max(ticks_diff(self.sync_at, ticks_ms()), 1))
-            if is_request(msg):
-                await self.request(msg)
+            await self.keep(ticks_diff(self.sync_at, ticks_ms()))
 
     def _tls_context(self):
+        # None when the CA does not load: its PEM held a CERTIFICATE block
+        # that the TLS stack does not parse. The CA is no secret, so the TLS
+        # stack's words on it may be logged.
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if self.cfg["cloud_verify"]:
             ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # (a stub gap)
-            ctx.load_verify_locations(cadata=self.ca_der)
+            try:
+                ctx.load_verify_locations(cadata=self.ca_der)
+            except (ValueError, OSError) as e:
+                self.log("cloud CA %s unusable (does not load: %s): no cloud link"
+                         % (self.cfg["cloud_ca"], reason(e)))
+                return None
         else:
             ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
         return ctx
@@ -100,6 +97,7 @@ class CloudLink(Link):
         if current is None or version > current:
             self.wanted = version
             self.sync_at = ticks_ms()  # "soon", as the API asks
+            self.alarm.set()
 
     # ---- sync
 
@@ -138,28 +136,34 @@ class CloudLink(Link):
         # Returns why the result was refused, or None once it is in force.
         from firmware import access
 
+        # Refused whole only for what makes the data unusable as a whole (its
+        # shape, a section missing, a limit, no version, a rollback, no
+        # certificate set that loads); a bad entry is dropped and logged, as
+        # at start-up, so that it cannot hold back every later update.
         try:
-            data, problems = access.parse(result, self.cfg)
+            data, problems = access.parse(result, self.cfg, True)
         except access.AccessError as e:
             return str(e)
         finally:
             board.unload("access")
-        if problems:
-            return "%d problem(s), first: %s" % (len(problems), problems[0])
         current = self.hub.access.version
         if data.version is None:
             return "no version"
         if current is not None and data.version < current:
             return "version %d is older than %d (rollback)" % (data.version, current)
         if data.version == current:
+            self.log("cloud sync: version %d is current" % current)
             return None
+        for p in problems:  # a bounded list (access.PROBLEMS_MAX)
+            self.log("cloud data version %d: %s" % (data.version, p))
         from firmware.app import tls_context
 
         tls = tls_context(data)
         if tls is None:
             return "no certificate set loads"
         try:
-            store.write_json(self.path, result, board.pause_point)
+            # It holds the TLS key: owner-only where there are file modes.
+            store.write_json(self.path, result, board.pause_point, True)
         except OSError as e:
             return "cannot persist (%s)" % e
         await self.server.use_access(data, tls)

@@ -1,42 +1,16 @@
-# One client connection: WebSocket upgrade, then frames in, replies out,
-# with every wait bounded by a deadline. All writes happen in this task.
+# One client connection: WebSocket upgrade, then frames in, replies out.
+# Its task reads without a timeout (see wire.py); the server's clock keeps
+# its deadlines (tick) and sends its keepalive pings.
 import asyncio
 import gc
 
-from firmware import board, ws
+from firmware import board, wire, ws
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 READ_CHUNK = 256
 LINGER_MS = 500
 LINGER_BYTES = 16384
-
-
-async def read_some(stream, buf, wait_ms):
-    # How many bytes were read into buf, or 0 when wait_ms passes first;
-    # EOFError when the other side hangs up. TLS may wake us with no
-    # application data yet (handshake progress): keep waiting then.
-    deadline = ticks_add(ticks_ms(), wait_ms)
-    while True:
-        left = ticks_diff(deadline, ticks_ms())
-        if left <= 0:
-            return 0
-        try:
-            n = await asyncio.wait_for_ms(stream.readinto(buf), left)
-        except asyncio.TimeoutError:
-            return 0
-        if n == 0:
-            raise EOFError
-        if n is not None:
-            return n
-
-
-async def write_all(stream, data, wait_ms):
-    # Stream.write sends at once what the socket takes; only a remainder
-    # waits for the event loop, whose every round costs a poll (1 ms on the
-    # unix port once two TLS sockets are open).
-    stream.write(data)
-    if stream.out_buf:  # type: ignore[attr-defined]  # (a stub gap)
-        await asyncio.wait_for_ms(stream.drain(), wait_ms)
+PING = ws.encode(ws.OP_PING)
 
 
 class Conn:
@@ -58,65 +32,102 @@ class Conn:
         self.since = 0  # time.time() of the login
         self.fails = 0
         self.task = None
-        self._after = []
+        self.why = "closed"  # for the log line at the end
         self._close_reason = None
-        self._kick = None
+        self._stop = None  # (close code or None, why) once it must end
+        # The clock's business: a deadline for the upgrade and the linger,
+        # and while serving the time of the last frame, the login deadline
+        # and the next ping.
+        self.due = ticks_add(ticks_ms(), self.cfg["handshake_timeout"] * 1000)
+        self.last_rx = None
+        self.login_by = 0
+        self.ping_at = 0
 
     # Called by the methods while a request is handled.
-    def after_reply(self, make_coro):
-        self._after.append(make_coro)
-
     def close_after_reply(self, reason):
         self._close_reason = reason
 
-    def kick(self, code, reason):
-        # From another task: stop this connection now.
-        self._kick = (code, reason)
+    def stop(self, code, why):
+        # From another task: end this connection now, with a close frame of
+        # CODE when it has one. The task is waiting (for bytes, a write or a
+        # method) and takes a CancelledError there.
+        if self._stop is None:
+            self._stop = (code, why)
         self.task.cancel()
 
+    def tick(self, now):
+        # The server's clock, a few times a second.
+        if self.due is not None:  # upgrading or lingering
+            if ticks_diff(now, self.due) >= 0:
+                self.due = None
+                self.stop(None, "timed out")
+            return
+        if self.last_rx is None or self._stop:
+            return
+        cfg = self.cfg
+        if ticks_diff(now, ticks_add(self.last_rx, cfg["idle_timeout"] * 1000)) >= 0:
+            self.stop(ws.CLOSE_GOING_AWAY, "idle timeout")
+        elif (self.role is None and not self.hub.switches.get("anonymous")
+              and ticks_diff(now, self.login_by) >= 0):
+            self.stop(ws.CLOSE_POLICY, "login timeout")
+        elif ticks_diff(now, self.ping_at) >= 0 and wire.write_now(self.stream, PING):
+            self.ping_at = ticks_add(now, cfg["ping_interval"] * 1000)
+
     async def run(self):
-        why = "closed"
         try:
-            rest = await self._upgrade()
-            if rest is not None:
-                why = await self._serve(rest)
-        except asyncio.TimeoutError:
-            why = "timed out"
-        except (OSError, EOFError):
-            why = "connection lost"
-        except MemoryError:
-            why = "closed: out of memory"
-        except Exception as e:  # a bug: log it, free the slot
-            why = "closed: internal error %s" % type(e).__name__
+            await self._life()
+        except asyncio.CancelledError:  # stopped by the clock or another task
+            code, self.why = self._stop or (None, "closed")
+            if code and not wire.writing(self.stream):
+                await self._guarded(self._close(code, self.why))
+        except Exception as e:
+            if self._stop is None:  # not while saying goodbye: keep what we sent
+                self.why = self._failure(e)
         finally:
-            if self._kick:
-                why = self._kick[1]
-                self._write_close_now(*self._kick)
             self.sock.close()
             # mbedTLS leaves the TCP socket open after a failed handshake.
             self.raw.close()
             self.server.forget(self)
-            self.hub.log("%s %s" % (self.name, why))
+            self.hub.log("%s %s" % (self.name, self.why))
             gc.collect()  # a quiet point: hand the connection's memory back whole
 
-    async def _read(self, wait_ms):
-        # A view of the bytes read into self.buf (valid until the next read),
-        # or b"" when wait_ms passes first.
-        n = await read_some(self.stream, self.buf, wait_ms)
-        return memoryview(self.buf)[:n] if n else b""
+    async def _guarded(self, coro):
+        # The last words of a stopped connection: whatever goes wrong, or a
+        # second stop, ends them quietly.
+        try:
+            await coro
+        except (asyncio.CancelledError, Exception):
+            pass
+
+    def _failure(self, e):
+        if isinstance(e, asyncio.TimeoutError):
+            return "timed out"
+        if isinstance(e, (OSError, EOFError)):
+            return "connection lost"
+        if isinstance(e, MemoryError):
+            return "closed: out of memory"
+        from firmware import faults
+
+        return "closed: internal error %s" % faults.describe(e)  # a bug: log it, free the slot
+
+    async def _life(self):
+        rest = await self._upgrade()
+        if rest is not None:
+            await self._serve(rest)
+
+    async def _read(self):
+        # A copy of the next bytes: the decoder may keep slices of its input.
+        n = await wire.read(self.stream, self.buf)
+        return bytes(memoryview(self.buf)[:n])
 
     async def _send(self, data):
-        await write_all(self.stream, data, self.cfg["write_timeout"] * 1000)
+        await wire.write(self.stream, data, self.cfg["write_timeout"] * 1000)
 
     async def _upgrade(self):
         # Returns the bytes that followed the request head, or None.
-        deadline = ticks_add(ticks_ms(), self.cfg["handshake_timeout"] * 1000)
         head = bytearray()  # grows in place: a small heap fragments less
         while True:
-            chunk = await self._read(ticks_diff(deadline, ticks_ms()))
-            if not chunk:
-                raise asyncio.TimeoutError
-            head.extend(chunk)
+            head.extend(await self._read())
             try:
                 end = ws.head_complete(head)
                 if end < 0:
@@ -135,84 +146,65 @@ class Conn:
         # reset can destroy our last words (an HTTP error, a close frame)
         # before the client reads them: swallow what the client is still
         # sending, briefly and boundedly, until it hangs up.
+        self.due = ticks_add(ticks_ms(), LINGER_MS)
+        if self._stop is None:  # no close frame after this one
+            self._stop = (None, self.why)
         left = LINGER_BYTES
-        deadline = ticks_add(ticks_ms(), LINGER_MS)
-        while left > 0:
-            chunk = await self._read(ticks_diff(deadline, ticks_ms()))
-            if not chunk:
-                return
-            left -= len(chunk)
+        try:
+            while left > 0:
+                left -= await wire.read(self.stream, self.buf)
+        except (EOFError, OSError):
+            pass
 
     async def _serve(self, pending):
         cfg = self.cfg
         decoder = ws.Decoder(cfg["max_message"])
-        start = ticks_ms()
-        self.last_rx = start
-        login_by = ticks_add(start, cfg["login_timeout"] * 1000)
-        next_ping = ticks_add(start, cfg["ping_interval"] * 1000)
+        now = ticks_ms()
+        self.login_by = ticks_add(now, cfg["login_timeout"] * 1000)
+        self.ping_at = ticks_add(now, cfg["ping_interval"] * 1000)
+        self.last_rx = now
+        self.due = None  # from here on the clock watches last_rx and login_by
         while True:
             if pending:
                 try:
                     events = decoder.feed(pending)
                 except ws.ProtocolError as e:
                     return await self._close(e.code, e.reason)
-                for op, payload in events:
+                for op, payload in events:  # the frames before an error too
                     self.last_rx = ticks_ms()
-                    why = await self._event(op, payload)
-                    if why:
-                        return why
-            now = ticks_ms()
-            idle_by = ticks_add(self.last_rx, cfg["idle_timeout"] * 1000)
-            if ticks_diff(idle_by, now) <= 0:
-                return await self._close(ws.CLOSE_GOING_AWAY, "idle timeout")
-            must_login = self.role is None and not self.hub.switches.get("anonymous")
-            if must_login and ticks_diff(login_by, now) <= 0:
-                return await self._close(ws.CLOSE_POLICY, "login timeout")
-            if ticks_diff(next_ping, now) <= 0:
-                await self._send(ws.encode(ws.OP_PING))
-                next_ping = ticks_add(now, cfg["ping_interval"] * 1000)
-            wake = min(ticks_diff(next_ping, now), ticks_diff(idle_by, now))
-            if must_login:
-                wake = min(wake, ticks_diff(login_by, now))
-            # The decoder may keep slices of its input: give it a copy.
-            pending = bytes(await self._read(max(wake, 1)))
+                    if await self._event(op, payload):
+                        return
+                if decoder.error:
+                    return await self._close(decoder.error.code, decoder.error.reason)
+            pending = await self._read()
 
     async def _event(self, op, payload):
-        # Returns why the connection ends, or None to go on.
+        # True when the connection ends.
         if op == ws.OP_TEXT:
             reply = await self.hub.handle(self, payload)
-            try:
-                await self._send(ws.encode(ws.OP_TEXT, reply))
-            finally:  # a change made is applied even if the reply is lost
-                while self._after:
-                    await self._after.pop(0)()
+            await self._send(ws.encode(ws.OP_TEXT, reply))
             if self._close_reason:
-                return await self._close(ws.CLOSE_POLICY, self._close_reason)
+                await self._close(ws.CLOSE_POLICY, self._close_reason)
+                return True
         elif op == ws.OP_BINARY:
-            return await self._close(ws.CLOSE_UNSUPPORTED, "binary messages not supported")
+            await self._close(ws.CLOSE_UNSUPPORTED, "binary messages not supported")
+            return True
         elif op == ws.OP_PING:
             await self._send(ws.encode(ws.OP_PONG, payload))
         elif op == ws.OP_CLOSE:
             try:
                 code = ws.parse_close(payload)[0]
             except ws.ProtocolError as e:
-                return await self._close(e.code, e.reason)
+                await self._close(e.code, e.reason)
+                return True
             # The client said its last word: reply and hang up first (RFC 6455 7.1.1).
             await self._send(ws.encode(ws.OP_CLOSE, ws.close_payload(code or ws.CLOSE_NORMAL)))
-            return "closed by client"
-        return None
+            self.why = "closed by client"
+            return True
+        return False
 
     async def _close(self, code, reason):
+        # The log names what we sent, whatever the client does meanwhile.
+        self.why = "closed %d %s" % (code, reason)
         await self._send(ws.encode(ws.OP_CLOSE, ws.close_payload(code, reason)))
         await self._linger()
-        return "closed %d %s" % (code, reason)
-
-    def _write_close_now(self, code, reason):
-        # Cancelled tasks cannot await: one non-blocking best-effort write,
-        # unless half a frame is still queued (it would corrupt the stream).
-        if self.stream.out_buf:  # type: ignore[attr-defined]  # (a stub gap)
-            return
-        try:
-            self.sock.write(ws.encode(ws.OP_CLOSE, ws.close_payload(code, reason)))
-        except Exception:
-            pass

@@ -8,19 +8,24 @@ ACCESS_MAX = 65536
 
 
 def load_access(access, path, cfg):
-    # Serve what parses: a bad entry is logged and skipped, never fatal.
-    obj, source = store.read_json(path, ACCESS_MAX)
+    # Serve what parses: a bad entry is logged and skipped, never fatal. A
+    # file refused as a whole (over a limit, a section of the wrong type) is
+    # passed over like a corrupt one, for its previous copy.
+    def check(name, obj):
+        try:
+            return access.parse(obj, cfg)
+        except access.AccessError as e:
+            log("%s refused: %s" % (name, e))
+            raise
+
+    parsed, source = store.read_json(path, ACCESS_MAX, check)
     if source == "previous":
-        log("warning: %s unreadable, using its previous copy" % path)
-    if obj is None:
+        log("warning: %s unusable, using its previous copy" % path)
+    if parsed is None:
         log("no valid %s: no logins possible until access data arrives" % path)
         return access.Access()
-    try:
-        data, problems = access.parse(obj, cfg)
-    except access.AccessError as e:
-        log("access.json refused: %s" % e)
-        return access.Access()
-    for p in problems:
+    data, problems = parsed
+    for p in problems:  # a bounded list (access.PROBLEMS_MAX)
         log("access.json: %s" % p)
     return data
 
@@ -36,8 +41,10 @@ def load_cloud_ca(access, path):
 
 
 def load(folder):
-    # (config, access data, cloud CA DER or None), or None when the
-    # configuration is unusable.
+    # [config, access data, cloud CA DER or None], or None when the
+    # configuration is unusable. A list: app empties it once the server
+    # holds what it needs, so that no stale reference keeps the start-up
+    # data in the heap.
     from firmware import access, config
 
     try:
@@ -45,7 +52,7 @@ def load(folder):
         ca = None
         if cfg["cloud_url"] and cfg["cloud_verify"]:
             ca = load_cloud_ca(access, folder + "/" + cfg["cloud_ca"])
-        return cfg, load_access(access, folder + "/access.json", cfg), ca
+        return [cfg, load_access(access, folder + "/access.json", cfg), ca]
     except config.ConfigError as e:
         log(str(e))
         return None

@@ -15,6 +15,7 @@ ALREADY = (rpc.SERVER_ERROR, "Already logged in", "user.login.alreadylogged")
 BAD_PASSWORD = (rpc.SERVER_ERROR, "Bad password", "user.login.badpassword")
 LOGIN_REQUIRED = (rpc.SERVER_ERROR, "Login required", "user.login.required")
 INTERNAL = (rpc.SERVER_ERROR, "Internal error", "hub.internal.error")
+NO_MEMORY = (rpc.SERVER_ERROR, "Out of memory", "hub.memory.exhausted")
 NOT_SAVED = (rpc.SERVER_ERROR, "Setting not saved", "hub.storage.failed")
 NOT_ALLOWED = (rpc.SERVER_ERROR, "Not allowed for a controller", "hub.method.notallowed")
 NOT_LINKED = (rpc.SERVER_ERROR, "Peer not linked", "hub.peer.notlinked")
@@ -43,19 +44,23 @@ class Hub:
     async def handle(self, conn, data, decoded=False):
         # One request in (text, or an object already decoded), one reply
         # string out.
+        rid = method = None
         try:
             rid, method, params = rpc.check(data) if decoded else rpc.parse(data)
+            return rpc.result(rid, method, await self._call(conn, method, params))
         except rpc.RequestError as e:
             return rpc.error(e.rid, e.method, e.err)
-        try:
-            res = await self._call(conn, method, params)
         except rpc.RpcError as e:
             return rpc.error(rid, method, e)
+        except MemoryError:  # the heap, not the client: said as such
+            self.log("%s %s: out of memory" % (conn.name, method or "request"))
+            return rpc.error(rid, method, rpc.RpcError(*NO_MEMORY))
         except Exception as e:  # a bug here must not take the connection down
-            # The type only: a message could quote a parameter.
-            self.log("%s %s failed: %s" % (conn.name, method, type(e).__name__))
+            # The type and place only: a message could quote a parameter.
+            from firmware import faults
+
+            self.log("%s %s failed: %s" % (conn.name, method, faults.describe(e)))
             return rpc.error(rid, method, rpc.RpcError(*INTERNAL))
-        return rpc.result(rid, method, res)
 
     async def _call(self, conn, method, params):
         # A table of small ints and one dispatcher: every function object
@@ -76,7 +81,7 @@ class Hub:
         if kind == _INFO:
             return self.info(conn)
         if kind == _SWITCH:
-            return self.set_switch(conn, "insecure" if "insecure" in method else "anonymous", params)
+            return await self.set_switch(conn, "insecure" if "insecure" in method else "anonymous", params)
         if kind == _DIAGNOSTICS:
             return self.diagnostics()
         if kind == _INVENTORY:
@@ -131,7 +136,7 @@ class Hub:
             res["freeMemory"] = board.heap()[1]
         return res
 
-    def set_switch(self, conn, name, params):
+    async def set_switch(self, conn, name, params):
         on = rpc.param(params, "enabled", bool)
         if on != self.switches.get(name):
             try:
@@ -140,7 +145,9 @@ class Hub:
                 self.log("cannot save %s access: %s" % (name, e))
                 raise rpc.RpcError(*NOT_SAVED)
             self.log("%s set %s access %s" % (conn.name, name, "on" if on else "off"))
-            conn.after_reply(lambda: self.on_switch(name))  # type: ignore[misc]  # set by then
+            # In force before the reply: a client that reads it finds the
+            # listener as the switch says.
+            await self.on_switch(name)  # type: ignore[misc]  # set by then
         return {}
 
     def diagnostics(self):

@@ -1,20 +1,24 @@
 # A WSS client link: TCP, TLS verified by the caller's context, the
-# WebSocket upgrade, then JSON messages with keepalive. The cloud link and
-# the links to peer controllers are made of it; a subclass answers the
-# requests that arrive over it (request()).
+# WebSocket upgrade, then JSON messages both ways with keepalive. The cloud
+# link and the links to peer controllers are made of it.
+#
+# Two tasks per link. The reader reads without a timeout (see wire.py),
+# decodes, answers pings and the other side's requests (request()), and
+# hands replies to whoever waits for them. The link's own task (run) dials,
+# backs off, and runs the subclass's session(), which calls the other side
+# and keeps time: pings after silence, deadlines, periodic work.
 import asyncio
 import errno
+import gc
 import json
 import os
 import socket
 
-from firmware import ws, wsclient
-from firmware.conn import read_some, write_all
+from firmware import wire, ws, wsclient
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 BACKOFF_MIN_MS = 1000
 RESOLVE_EVERY = 8  # failed connects before a name is looked up again
-FLOOD = 16  # requests from the other side while a reply is awaited
 
 
 class LinkError(Exception):
@@ -39,7 +43,7 @@ def jitter(ms, spread):
 
 
 def is_request(msg):
-    # Replies carry "result" or "error"; stray ones are dropped.
+    # Replies carry "result" or "error".
     return msg is not None and "method" in msg and "result" not in msg and "error" not in msg
 
 
@@ -50,9 +54,14 @@ def error_data(reply):
 
 
 def reason(e):
-    # Exception text for the log (mbedTLS wraps its own in newlines); errors
-    # here never carry secrets.
-    return str(e).strip() or type(e).__name__
+    # Why a link ended, for the log. The text of the errors a link expects
+    # (its own, the socket's, mbedTLS's, which wraps its own in newlines)
+    # never carries secrets; of anything else only the type and place.
+    if isinstance(e, (LinkError, OSError, EOFError, ValueError, asyncio.TimeoutError)):
+        return str(e).strip() or type(e).__name__
+    from firmware import faults
+
+    return faults.describe(e)
 
 
 class Link:
@@ -63,17 +72,53 @@ class Link:
         self.log = log
         self.host, self.port, self.url_path = parse_url(url)
         self.max_message = max_message
+        self.tls = None  # the client context: the subclass's
         self.failures = 0
         self.ids = 0
         self.sockaddr = None  # the resolved address
         self.raw = None  # the TCP socket under the TLS one
         self.stream = None
-        self.decoder = None
-        self.pending = []  # decoded frames not yet handled
+        self.reader = None  # the task reading the stream
         self.buf = bytearray(512)
         self.heard = 0  # ticks when the other side last sent anything
         self.pinged = False
-        self.sending = asyncio.Lock()  # other tasks may send requests too
+        self.opened = False  # the upgrade was accepted
+        self.dead = None  # why the reader stopped
+        self.alarm = asyncio.Event()  # wakes the session: see wait()
+        self.waiting = {}  # request id -> Event set by its reply
+        self.replies = {}  # request id -> the reply
+        self.sending = asyncio.Lock()  # one drain at a time per stream
+
+    # ---- the life of the link
+
+    async def run(self):
+        while True:
+            self.starting()
+            why = "closed"
+            try:
+                await self.connect(self.tls)
+                await self.session()
+            except Exception as e:  # MemoryError, or a bug, too: the link must live on
+                why = reason(e)
+            finally:
+                self.close()
+                gc.collect()
+            self.down(why)
+            await self.backoff()
+
+    def starting(self):
+        pass
+
+    async def session(self):
+        # After the upgrade: the subclass's login and work, until it raises.
+        raise NotImplementedError
+
+    def down(self, why):
+        raise NotImplementedError
+
+    async def request(self, msg):
+        # Answers a request from the other side: the subclass's.
+        raise NotImplementedError
 
     async def backoff(self):
         # Capped exponential, jittered; a fresh name lookup now and then.
@@ -84,9 +129,8 @@ class Link:
         await asyncio.sleep_ms(jitter(delay, 0.5))
 
     async def connect(self, tls):
-        # TCP, TLS, then the upgrade. The TLS handshake runs inside the first
-        # write and read, each bounded by a deadline.
-        timeout = self.cfg["handshake_timeout"] * 1000
+        # TCP, TLS, then the upgrade, within handshake_timeout. The TLS
+        # handshake runs inside the first write and read.
         if self.sockaddr is None:
             # A name lookup blocks the loop on a board: done once, and again
             # only after repeated failures (an IP address needs none); a
@@ -106,16 +150,76 @@ class Link:
         sock.setblocking(False)
         self.stream = asyncio.StreamReader(sock)
         self.heard = ticks_ms()
-        self.pinged = False
+        self.pinged = self.opened = False
+        self.dead = None
         key = wsclient.new_key()
+        # The first write drives the TLS handshake, and its errors name the
+        # certificate problem; the reader starts once it is through.
         await self.send(wsclient.client_request("%s:%d" % (self.host, self.port), self.url_path, key))
-        head = bytearray()
-        deadline = ticks_add(ticks_ms(), timeout)
-        while True:
-            chunk = await self._read(ticks_diff(deadline, ticks_ms()))
-            if not chunk:
+        self.reader = asyncio.create_task(self._read_all(key))
+        deadline = ticks_add(ticks_ms(), self.cfg["handshake_timeout"] * 1000)
+        while not self.opened:
+            if self.dead:
+                raise LinkError(self.dead)
+            left = ticks_diff(deadline, ticks_ms())
+            if left <= 0:
                 raise LinkError("upgrade timed out")
-            head.extend(chunk)
+            await self.wait(left)
+
+    def close(self):
+        # The reader, both sockets (mbedTLS leaves the TCP one open after a
+        # failed handshake), and the callers still waiting learn it is over.
+        if self.reader is not None:
+            self.reader.cancel()
+            self.reader = None
+        for sock in (self.stream and wire.socket(self.stream), self.raw):
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+        self.stream = self.raw = None
+        for done in self.waiting.values():
+            done.set()
+
+    # ---- the reader
+
+    async def _read_all(self, key):
+        try:
+            data = await self._upgraded(key)
+            decoder = ws.Decoder(self.max_message, client=True)
+            while True:
+                if data:
+                    self.heard = ticks_ms()
+                    self.pinged = False
+                    try:
+                        frames = decoder.feed(data)
+                    except ws.ProtocolError as e:
+                        raise LinkError("protocol error: %s" % e.reason)
+                    for op, payload in frames:
+                        await self._frame(op, payload)
+                    if decoder.error:
+                        raise LinkError("protocol error: %s" % decoder.error.reason)
+                data = await self._read()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.dead = reason(e) if not isinstance(e, EOFError) else "closed by the other side"
+        finally:
+            self.dead = self.dead or "link closed"
+            self.alarm.set()
+            for done in self.waiting.values():
+                done.set()
+
+    async def _read(self):
+        n = await wire.read(self.stream, self.buf)
+        return bytes(memoryview(self.buf)[:n])
+
+    async def _upgraded(self, key):
+        # Reads the server's answer to the upgrade; returns what followed it.
+        head = bytearray()
+        while True:
+            head.extend(await self._read())
             end = ws.head_complete(head)
             if end >= 0:
                 break
@@ -123,70 +227,9 @@ class Link:
             wsclient.check_response(head[:end], key)
         except ws.HandshakeError as e:
             raise LinkError("upgrade refused: %d %s" % (e.status, e.reason))
-        self.decoder = ws.Decoder(self.max_message, client=True)
-        self.pending = self.decoder.feed(bytes(head[end:]))
-
-    def close(self):
-        # Both sockets: mbedTLS leaves the TCP one open after a failed handshake.
-        for sock in (self.stream and self.stream.s, self.raw):
-            if sock is not None:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
-        self.stream = self.raw = None
-
-    async def _read(self, wait_ms):
-        # Bytes read, or b"" when wait_ms passes first.
-        n = await read_some(self.stream, self.buf, wait_ms)
-        return bytes(memoryview(self.buf)[:n])
-
-    async def send(self, data):
-        async with self.sending:  # one drain at a time per stream
-            if self.stream is None:
-                raise OSError(errno.ENOTCONN)
-            try:
-                await write_all(self.stream, data, self.cfg["write_timeout"] * 1000)
-            except BaseException:
-                # A write cut short (a timeout, a cancelled caller) leaves
-                # part of a frame sent: the stream is unusable, and the
-                # closed socket makes the link's own task notice.
-                self.stream.s.close()
-                raise
-
-    async def send_text(self, text):
-        await self.send(ws.encode(ws.OP_TEXT, text, mask=True))
-
-    async def receive(self, wait_ms):
-        # The next JSON message, or None when wait_ms passes first. After
-        # half of idle_timeout in silence the other side is pinged; silence
-        # for all of it is taken for death.
-        deadline = ticks_add(ticks_ms(), max(wait_ms, 1))
-        idle = self.cfg["idle_timeout"] * 1000
-        while True:
-            while self.pending:
-                op, payload = self.pending.pop(0)
-                msg = await self._frame(op, payload)
-                if msg is not None:
-                    return msg
-            now = ticks_ms()
-            quiet = ticks_diff(now, self.heard)
-            if quiet >= idle:
-                raise LinkError("silent for %d s" % self.cfg["idle_timeout"])
-            if quiet >= idle // 2 and not self.pinged:
-                self.pinged = True
-                await self.send(ws.encode(ws.OP_PING, b"", mask=True))
-            left = ticks_diff(deadline, now)
-            if left <= 0:
-                return None
-            data = await self._read(min(left, (idle if self.pinged else idle // 2) - quiet))
-            if data:
-                self.heard = ticks_ms()
-                self.pinged = False
-                try:
-                    self.pending = self.decoder.feed(data)
-                except ws.ProtocolError as e:
-                    raise LinkError("protocol error: %s" % e.reason)
+        self.opened = True
+        self.alarm.set()
+        return bytes(head[end:])
 
     async def _frame(self, op, payload):
         if op == ws.OP_PING:
@@ -198,36 +241,93 @@ class Link:
                 msg = json.loads(payload)
             except Exception:  # ValueError, or MemoryError on absurd input
                 raise LinkError("malformed JSON")
-            if isinstance(msg, dict):
-                return msg
-            raise LinkError("a message is not an object")
+            if not isinstance(msg, dict):
+                raise LinkError("a message is not an object")
+            if is_request(msg):
+                await self.request(msg)
+            else:
+                self._deliver(msg)
         elif op == ws.OP_BINARY:
             raise LinkError("binary message")
-        return None
 
-    async def request(self, msg):
-        # Answers a request from the other side: the subclass's.
-        raise NotImplementedError
+    def _deliver(self, reply):
+        # To the caller waiting for it; a late or stray reply is dropped.
+        rid = reply.get("id")
+        done = self.waiting.get(rid) if isinstance(rid, str) else None
+        if done is not None:
+            self.replies[rid] = reply
+            done.set()
 
-    async def call(self, method, params, api=None):
-        # Sends a request and returns its reply; requests that arrive
-        # meanwhile are answered on the way.
+    # ---- writing, calling, keeping time
+
+    async def send(self, data):
+        async with self.sending:
+            if self.stream is None:
+                raise OSError(errno.ENOTCONN)
+            try:
+                await wire.write(self.stream, data, self.cfg["write_timeout"] * 1000)
+            except BaseException:
+                # A write cut short (a timeout, a cancelled caller) leaves
+                # part of a frame sent: the stream is unusable. The closed
+                # socket ends the reader, and the reader the session.
+                wire.socket(self.stream).close()
+                raise
+
+    async def send_text(self, text):
+        await self.send(ws.encode(ws.OP_TEXT, text, mask=True))
+
+    def new_id(self):
         self.ids += 1
-        rid = "p%d" % self.ids
+        return "p%d" % self.ids
+
+    async def ask(self, req):
+        # Sends request REQ (a dict; an id is given to it if it has none) and
+        # returns the reply, or None when the link ends first. The caller
+        # bounds the wait: cancelling it loses nothing, the reader reads on.
+        rid = req["id"] = req.get("id") or self.new_id()
+        done = self.waiting[rid] = asyncio.Event()
+        try:
+            await self.send_text(json.dumps(req))
+            await done.wait()
+        finally:
+            del self.waiting[rid]
+        return self.replies.pop(rid, None)
+
+    async def call(self, method, params, api=None, rid=None):
+        # The session's requests: the reply within write_timeout, or LinkError.
         req = {"id": rid, "method": method, "params": params}
         if api:
             req["api"] = api
-        await self.send_text(json.dumps(req))
-        deadline = ticks_add(ticks_ms(), self.cfg["write_timeout"] * 1000)
-        handled = 0
-        while True:
-            msg = await self.receive(ticks_diff(deadline, ticks_ms()))
-            if msg is None:
-                raise LinkError("no reply to %s" % method)
-            if is_request(msg):
-                handled += 1
-                if handled > FLOOD:
-                    raise LinkError("flooded with requests instead of a reply")
-                await self.request(msg)
-            elif msg.get("id") == rid:
-                return msg
+        try:
+            reply = await asyncio.wait_for_ms(self.ask(req), self.cfg["write_timeout"] * 1000)
+        except asyncio.TimeoutError:
+            raise LinkError("no reply to %s" % method)
+        if reply is None:
+            raise LinkError(self.dead or "link closed")
+        return reply
+
+    async def wait(self, wait_ms):
+        # Sleeps up to wait_ms, less when the reader rings the alarm (the
+        # link ended, the upgrade passed, a request asked for work). True
+        # when woken by the alarm.
+        self.alarm.clear()
+        try:
+            await asyncio.wait_for_ms(self.alarm.wait(), max(wait_ms, 1))
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def keep(self, wait_ms):
+        # The session's idle time: up to wait_ms, pinging the other side
+        # after half of idle_timeout in silence and giving it up after all
+        # of it. LinkError once the link has ended.
+        if self.dead:
+            raise LinkError(self.dead)
+        idle = self.cfg["idle_timeout"] * 1000
+        quiet = ticks_diff(ticks_ms(), self.heard)
+        if quiet >= idle:
+            raise LinkError("silent for %d s" % self.cfg["idle_timeout"])
+        if quiet >= idle // 2 and not self.pinged:
+            self.pinged = True
+            await self.send(ws.encode(ws.OP_PING, b"", mask=True))
+        await self.wait(min(wait_ms, (idle if self.pinged else idle // 2) - quiet))

@@ -6,12 +6,11 @@
 # hub.peer.call. The links follow the access data: a new peer gets one, a
 # removed or changed one loses it. Loaded only once the data names a peer.
 import asyncio
-import json
 import time
 
 from firmware import board, rpc
 from firmware.hub import ID_MAX, LOGIN_REQUIRED, NOT_LINKED
-from firmware.link import Link, LinkError, error_data, is_request, reason
+from firmware.link import Link, LinkError, error_data, reason
 from firmware.ticks import ticks_diff, ticks_ms
 
 DEFAULT_PORT = 17000  # where a controller found by its .local name listens
@@ -36,63 +35,57 @@ class PeerLink(Link):
         # As the caller of the requests the peer sends us (see request()).
         self.name = "peer %s" % peer.serial
         self.role = self.ident = None
-        self.links = links
         self.hub = links.server.hub
+        self.tls = links.tls
         self.uuid = uuid
         self.peer = peer
         self.state = CONNECTING
-        self.changed = time.time()
-        self.error = None  # why the last session ended
+        self.changed = time.time()  # shown in the listing; durations use ticks
+        self.up_at = 0  # ticks of the login
+        self.error = None  # why the link is not logged in, while it is not
         self.first = 0  # the token to try first: the one that worked last
-        self.waiting = {}  # request id -> Event, for hub.peer.call
-        self.replies = {}  # request id -> the peer's reply
+        self.login_id = None  # the id of our login request in flight
+        self.forwards = 0  # hub.peer.call requests in flight
         self.task = None
 
     def _enter(self, state):
         self.state = state
         self.changed = time.time()
 
-    async def run(self):
-        while True:
-            self._enter(CONNECTING)
-            try:
-                await self._session()
-            except (OSError, ValueError, EOFError, LinkError, asyncio.TimeoutError) as e:
-                self.error = reason(e)[:96]
-            except Exception as e:  # MemoryError, or a bug: the link must live on
-                self.error = type(e).__name__
-            finally:
-                self._end()
-            # The backoff ends only with a link that lasted: a peer that takes
-            # the login and then drops us must not be redialled at once.
-            if self.state == LOGGED_IN and time.time() - self.changed >= self.cfg["idle_timeout"]:
-                self.failures = 0
-            self.log("%s link down: %s (%s:%d)" % (self.name, self.error, self.host, self.port))
-            self._enter(BACKING_OFF)
-            await self.backoff()
+    def starting(self):
+        self._enter(CONNECTING)
 
-    async def _session(self):
+    def down(self, why):
+        self.role = self.ident = None
+        self.error = why[:96]
+        # The backoff ends only with a link that lasted: a peer that takes
+        # the login and then drops us must not be redialled at once.
+        if self.state == LOGGED_IN and ticks_diff(ticks_ms(), self.up_at) >= self.cfg["idle_timeout"] * 1000:
+            self.failures = 0
+        self.log("%s link down: %s (%s:%d)" % (self.name, self.error, self.host, self.port))
+        self._enter(BACKING_OFF)
+
+    async def session(self):
         started = ticks_ms()
-        await self.connect(self.links.tls)
         await self._login()
         # The peer's certificate chains to public_parent and names the
-        # address we dialled: over this link it has the controller role.
-        self.role, self.ident = "hub", self.uuid
+        # address we dialled: over this link it has the controller role
+        # (given by _deliver).
+        self.up_at = ticks_ms()
+        self.error = None
         self._enter(LOGGED_IN)
-        self.log("%s link up in %d ms" % (self.name, ticks_diff(ticks_ms(), started)))
+        self.log("%s link up in %d ms" % (self.name, ticks_diff(self.up_at, started)))
         while True:
-            msg = await self.receive(self.cfg["idle_timeout"] * 1000)
-            if is_request(msg):
-                await self.request(msg)
-            elif msg is not None:
-                self._deliver(msg)
+            await self.keep(self.cfg["idle_timeout"] * 1000)
 
     async def _login(self):
         # Each token once, starting with the last that worked.
         tokens = self.peer.tokens
         for i in range(len(tokens)):
             k = (self.first + i) % len(tokens)
-            reply = await self.call(LOGIN, {"hub": self.cfg["hub"], "token": tokens[k]})
+            self.login_id = self.new_id()
+            reply = await self.call(LOGIN, {"hub": self.cfg["hub"], "token": tokens[k]},
+                                    rid=self.login_id)
             err = reply.get("error")
             if not err:
                 self.first = k
@@ -101,11 +94,12 @@ class PeerLink(Link):
                 raise LinkError("login refused (%s)" % error_data(reply))
         raise LinkError("login refused: none of %d token(s) accepted" % len(tokens))
 
-    def _end(self):
-        self.close()
-        self.role = self.ident = None
-        for done in self.waiting.values():  # their callers learn the link is gone
-            done.set()
+    def _deliver(self, reply):
+        # The reader's: a login accepted is in force from the peer's next
+        # message on, which may be a request sent right after its reply.
+        if reply.get("id") == self.login_id and not reply.get("error"):
+            self.role, self.ident = "hub", self.uuid
+        super()._deliver(reply)
 
     async def request(self, msg):
         # A request from the peer over the link we opened: answered as to a
@@ -118,40 +112,26 @@ class PeerLink(Link):
             reply = await self.hub.handle(self, msg, True)
         await self.send_text(reply)
 
-    def _deliver(self, reply):
-        rid = reply.get("id")
-        done = self.waiting.get(rid) if isinstance(rid, str) else None
-        if done is not None:
-            self.replies[rid] = reply
-            done.set()
-
     async def forward(self, method, params):
-        # hub.peer.call: our user's request, the peer's answer.
+        # hub.peer.call: our user's request, the peer's answer, within one
+        # deadline for the send and the answer.
         if self.state != LOGGED_IN:
             raise rpc.RpcError(*NOT_LINKED)
-        if len(self.waiting) >= FORWARDS:
+        if self.forwards >= FORWARDS:
             raise rpc.RpcError(*BUSY)
-        self.ids += 1
-        rid = "f%d" % self.ids
-        done = self.waiting[rid] = asyncio.Event()
-        text = json.dumps({"id": rid, "method": method, "params": params})
-        try:  # one deadline for the send and the answer
-            await asyncio.wait_for_ms(self._ask(text, done), self.cfg["write_timeout"] * 1000)
+        self.forwards += 1
+        try:
+            reply = await asyncio.wait_for_ms(self.ask({"method": method, "params": params}),
+                                              self.cfg["write_timeout"] * 1000)
         except asyncio.TimeoutError:
             raise rpc.RpcError(*NO_ANSWER)
         except OSError:
             raise rpc.RpcError(*NOT_LINKED)
         finally:
-            del self.waiting[rid]
-            reply = self.replies.pop(rid, None)  # also one that came too late
+            self.forwards -= 1
         if reply is None:  # the link went down meanwhile
             raise rpc.RpcError(*NOT_LINKED)
         return _answer(reply)
-
-
-    async def _ask(self, text, done):
-        await self.send_text(text)
-        await done.wait()
 
 
 def _answer(reply):

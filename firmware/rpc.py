@@ -33,7 +33,7 @@ def parse(data):
     # Returns (id, method, params); RequestError carries what to echo back.
     try:
         req = json.loads(data)
-    except Exception:  # ValueError, or MemoryError on absurd nesting
+    except ValueError:  # a MemoryError is no client's mistake: the caller's
         raise RequestError(None, None, RpcError(PARSE_ERROR, "Parse error", "rpc.parse.error"))
     return check(req)
 

@@ -1,10 +1,13 @@
 # The listeners: WSS always (when a certificate loads), plain WS only while
 # insecure access is on. Refuses connections over the limit before any TLS.
+# One clock keeps every connection's deadlines and pings.
 import asyncio
 
 from firmware import board, ws
 from firmware.conn import Conn
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
+
+TICK_MS = 250  # how late a deadline or a ping may be
 
 
 class Server:
@@ -32,7 +35,7 @@ class Server:
         for conn in list(self.conns):
             digests = conn.role and data.digests(conn.role, conn.ident)
             if conn.role and not (digests and conn.proof in digests):
-                conn.kick(ws.CLOSE_POLICY, "access revoked")
+                conn.stop(ws.CLOSE_POLICY, "access revoked")
         self.follow_peers(data)
 
     def follow_peers(self, data):
@@ -47,6 +50,7 @@ class Server:
                 self.log("no peer links: not enough memory for them (see README, Memory)")
 
     async def start(self):
+        asyncio.create_task(self._clock())
         if self.tls is not None:
             await self._listen("wss")
         else:
@@ -122,6 +126,15 @@ class Server:
             self.refused = 0
             self.refused_at = now
 
+    async def _clock(self):
+        # Deadlines checked against the time rather than by timed reads: a
+        # read cut by a timeout can lose bytes (see wire.py).
+        while True:
+            await asyncio.sleep_ms(TICK_MS)
+            now = ticks_ms()
+            for conn in self.conns:
+                conn.tick(now)
+
     def forget(self, conn):
         if conn in self.conns:
             self.conns.remove(conn)
@@ -146,4 +159,4 @@ class Server:
             if conn.task is me:
                 conn.close_after_reply("insecure access disabled")
             else:
-                conn.kick(ws.CLOSE_GOING_AWAY, "insecure access disabled")
+                conn.stop(ws.CLOSE_GOING_AWAY, "insecure access disabled")

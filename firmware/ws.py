@@ -280,7 +280,7 @@ class Decoder:
     def __init__(self, max_message, client=False):
         self.max_message = max_message
         self._client = client
-        self._error = None
+        self.error = None  # the ProtocolError that ended the stream
         self._hdr = b""  # header bytes of the current frame
         self._size = -1  # payload length once the header is complete
         self._mask = None
@@ -291,8 +291,12 @@ class Decoder:
         self._msg_op = 0
 
     def feed(self, data):
-        if self._error:
-            raise self._error
+        # The messages and control frames complete in data, in order. A
+        # protocol error raises, unless frames before it came in the same
+        # data: those are returned first, and the error stays in self.error
+        # (every later feed raises it).
+        if self.error:
+            raise self.error
         out = []
         mv = memoryview(data)
         i = 0
@@ -306,8 +310,9 @@ class Decoder:
                 if self._size >= 0:
                     break
         except ProtocolError as e:
-            self._error = e
-            raise
+            self.error = e
+            if not out:
+                raise
         return out
 
     def _header(self, mv, i):

@@ -540,3 +540,132 @@ def test_junk_anywhere_only_yields_problems_or_access_error(junk):
         except AccessError:
             continue
         assert isinstance(acc, access.Access) and isinstance(problems, list)
+
+
+# ------------------------------------------- certificate and key belong together
+
+MISMATCH = "current[0]: certificate and private key do not match"
+
+
+@pytest.fixture(scope="module")
+def other_keys():
+    """Keys that belong to no certificate here; the RSA one shares the
+    certificates' exponent, so only the modulus tells them apart."""
+    return {"rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            "ec": ec.generate_private_key(ec.SECP256R1())}
+
+
+def _pem(key, fmt):
+    return key.private_bytes(PEM, fmt, NOENC).decode()
+
+
+@pytest.mark.parametrize("fmt", [PKCS8, TRAD])
+@pytest.mark.parametrize("which", ["rsa_pair", "ec_pair"])
+def test_a_key_that_belongs_to_its_certificate_is_kept(request, which, fmt):
+    pair = request.getfixturevalue(which)
+    acc, problems = _parse(current=[_entry(pair, fmt=fmt)])
+    assert problems == []
+    assert acc.certs == [(pair.cert_der, pair.key_der(fmt), [])]
+
+
+@pytest.mark.parametrize("fmt", [PKCS8, TRAD])
+@pytest.mark.parametrize("cert,key", [("rsa", "rsa"), ("ec", "ec"), ("rsa", "ec"), ("ec", "rsa")])
+def test_a_key_that_is_not_its_certificates_is_dropped(request, other_keys, rsa_pair, cert, key, fmt):
+    pair = request.getfixturevalue(cert + "_pair")
+    wrong = dict(_entry(pair), private=_pem(other_keys[key], fmt))
+    acc, problems = _parse(current=[wrong, _entry(rsa_pair)])
+    assert problems == [MISMATCH]
+    assert acc.certs == [(rsa_pair.cert_der, rsa_pair.key_der(), [])]  # the next set serves
+
+
+def _der_len(n):
+    return bytes([n]) if n < 0x80 else bytes([0x81, n]) if n < 0x100 else bytes([0x82, n >> 8, n & 0xFF])
+
+
+def _tlv(tag, body):
+    return bytes([tag]) + _der_len(len(body)) + body
+
+
+def _pem_of(label, der):
+    import base64
+    body = base64.b64encode(der).decode()
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN %s-----\n%s\n-----END %s-----\n" % (label, "\n".join(lines), label)
+
+
+def _sec1_without_point(key):
+    # SEC1 ECPrivateKey with no [1] publicKey: version 1, scalar, [0] curve.
+    scalar = key.private_numbers().private_value.to_bytes(32, "big")
+    p256 = b"\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07"
+    return _tlv(0x30, b"\x02\x01\x01" + _tlv(0x04, scalar) + _tlv(0xA0, p256))
+
+
+def test_an_ec_key_without_its_public_point_is_kept_unchecked(ec_pair):
+    der = _sec1_without_point(ec_pair.key)
+    acc, problems = _parse(current=[dict(_entry(ec_pair), private=_pem_of("EC PRIVATE KEY", der))])
+    assert problems == ["current[0]: the key holds no public key: its match with the certificate is unchecked"]
+    assert acc.certs == [(ec_pair.cert_der, der, [])]
+
+
+def test_an_ec_key_without_its_point_for_an_rsa_certificate_is_dropped(rsa_pair, ec_pair):
+    der = _sec1_without_point(ec_pair.key)
+    acc, problems = _parse(current=[dict(_entry(rsa_pair), private=_pem_of("EC PRIVATE KEY", der))])
+    assert problems == [MISMATCH] and acc.certs == []
+
+
+@pytest.mark.parametrize("der", [
+    b"\x30\x03\x02\x01\x00",  # a SEQUENCE of one INTEGER
+    b"\x30\x84\x00\x00\x00\x01\x00",  # a length of four bytes
+    b"\x30\x82\xff\xff\x02\x01\x00",  # a length past the end
+    b"\x05\x00",  # NULL
+])
+def test_der_that_is_no_certificate_or_key_is_dropped(rsa_pair, der):
+    acc, problems = _parse(current=[dict(_entry(rsa_pair), certificate=_pem_of("CERTIFICATE", der)),
+                                    dict(_entry(rsa_pair), private=_pem_of("PRIVATE KEY", der))])
+    assert problems == ["current[0]: certificate: not an X.509 certificate",
+                        "current[1]: private: not a PKCS#8, RSA or EC private key"]
+    assert acc.certs == []
+
+
+def test_every_cut_of_a_certificate_or_key_is_refused_cleanly(rsa_pair, ec_pair):
+    # Truncated DER never escapes as anything but a dropped set.
+    for pair, fmt in ((rsa_pair, PKCS8), (ec_pair, TRAD)):
+        cert, key = pair.cert_der, pair.key_der(fmt)
+        for cut in range(0, len(cert), 7):
+            entry = dict(_entry(pair, fmt=fmt), certificate=_pem_of("CERTIFICATE", cert[:cut] or b"\x00"))
+            acc, problems = _parse(current=[entry])
+            assert acc.certs == [] and len(problems) == 1
+        for cut in range(0, len(key), 7):
+            entry = dict(_entry(pair, fmt=fmt), private=_pem_of("PRIVATE KEY", key[:cut] or b"\x00"))
+            acc, problems = _parse(current=[entry])
+            assert acc.certs == [] and len(problems) == 1
+
+
+def test_strict_refuses_a_missing_section():
+    # A sync must state every section: a missing one is not "none left".
+    for name in ("clients", "peers", "current"):
+        data = {"clients": {}, "peers": {}, "current": [], "version": 1}
+        del data[name]
+        with pytest.raises(AccessError, match=name + ": missing"):
+            access.parse(data, strict=True)
+        assert access.parse(data)[1] == [name + ": missing"]
+
+
+def test_problems_are_bounded():
+    # 40 users with one bad digest each: two problems apiece, 16 kept.
+    bad = {"user-%02d" % i: ["zz" * 32] for i in range(40)}
+    acc, problems = _parse(clients=bad)
+    assert acc.clients == {}
+    assert len(problems) == access.PROBLEMS_MAX + 1
+    assert problems[-1] == "%d more problem(s) not shown" % (80 - access.PROBLEMS_MAX)
+
+
+def test_a_key_nested_without_end_is_refused_without_recursing(rsa_pair):
+    # PKCS#8 inside PKCS#8 inside ...: one level is all a key may have, so
+    # a crafted key cannot exhaust the recursion depth of the firmware.
+    rsa_oid = b"\x30\x0d\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05\x00"
+    der = rsa_pair.key_der(TRAD)
+    for _ in range(2000):
+        der = _tlv(0x30, b"\x02\x01\x00" + rsa_oid + _tlv(0x04, der))
+    acc, problems = _parse(current=[dict(_entry(rsa_pair), private=_pem_of("PRIVATE KEY", der))])
+    assert acc.certs == [] and problems == ["current[0]: private: not a PKCS#8, RSA or EC private key"]

@@ -1,5 +1,6 @@
 """The cloud link: the real firmware under MicroPython, the real lab cloud,
 real TLS on both sides."""
+import functools
 import json
 import os
 import ssl
@@ -8,9 +9,10 @@ import socket
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from host_tests.cloud import FakeCloud, Lab
+from host_tests.cloud import FakeCloud, Lab, configure
 from host_tests.peer import call, client_tls, free_port, listen_ports
 from host_tests.wait import WAIT, assert_never, wait_until
+from tools.labcloud import ca as lab_ca
 from tools.labcloud import db as lab
 
 BADPASS = "user.login.badpassword"
@@ -66,12 +68,13 @@ def presented_cert(port):
             return t.getpeercert(binary_form=True)
 
 
-def test_a_rotated_certificate_is_served_to_new_connections(cloud, linked):
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_a_rotated_certificate_is_served_to_new_connections(cloud, linked, kind):
     uuid, peer = linked
     port = peer.cfg["wss_port"]
     before = presented_cert(port)
     with peer.connect() as kept:
-        lab.rotate_cert(cloud.db, uuid)
+        lab.rotate_cert(cloud.db, uuid, kind)
         peer.wait_log("access data version 2 in force")
         after = presented_cert(port)
         assert after != before
@@ -142,18 +145,33 @@ def changed(base, **change):
 # Not a certificate, though canonical base64 in a CERTIFICATE block.
 JUNK_CERT = "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n"
 
+@functools.lru_cache(maxsize=None)
+def foreign_pair(kind):
+    """A certificate and a key of the same kind that do not belong together."""
+    authority = lab_ca.make_ca(kind)
+    return lab_ca.controller_cert(authority, "1", kind)[0], lab_ca.controller_cert(authority, "2", kind)[1]
+
+
+def mismatched(base, kind):
+    cert, key = foreign_pair(kind)
+    return changed(base, current=[dict(base["current"][0], certificate=cert, private=key)], version=9)
+
+
 # case: (reply to a sync given the valid data and the request, log line expected)
 BAD_CLOUDS = {
     "malformed JSON": (lambda base, req: '{"id": "%s", "result": {' % req["id"],
                        "malformed JSON"),
     "wrong types": (lambda base, req: sync_reply(req, changed(base, clients=[], version=9)),
                     "clients: wrong type"),
-    "a bad digest": (lambda base, req: sync_reply(req, changed(
-        base, clients={"6a1c7d4e-0000-4000-8000-000000000001": ["zz" * 32]}, version=9)),
-        "not a SHA-256 hex digest"),
+    "a section missing": (lambda base, req: sync_reply(req, {
+        k: v for k, v in changed(base, version=9).items() if k != "clients"}), "clients: missing"),
     "a certificate that does not load": (lambda base, req: sync_reply(req, changed(
         base, current=[dict(base["current"][0], certificate=JUNK_CERT)], version=9)),
         "no certificate set loads"),
+    "an RSA key that is not the certificate's": (
+        lambda base, req: sync_reply(req, mismatched(base, "rsa")), "do not match"),
+    "an EC key that is not the certificate's": (
+        lambda base, req: sync_reply(req, mismatched(base, "ec")), "do not match"),
     "a rollback": (lambda base, req: sync_reply(req, changed(base, version=0)), "rollback"),
     "an oversized message": (lambda base, req: sync_reply(req, changed(
         base, version=9, padding="x" * 40000)), "too big"),
@@ -307,3 +325,154 @@ def test_cloud_verify_off_links_to_any_certificate_and_says_so(cloud, run_folder
     peer.wait_log("cloud link up")
     user, token = lab.add_user(cloud.db, uuid)
     assert eventually(lambda: login_error(peer, user, token) is None)
+
+
+def test_a_cloud_ca_that_does_not_load_leaves_the_link_off_and_serves(cloud, run_folder):
+    uuid, folder = cloud.controller()
+    user, token = lab.add_user(cloud.db, uuid)
+    lab.provision(cloud.db, uuid, folder, wss_port=free_port(), ws_port=free_port(), force=True)
+    with open(os.path.join(folder, "cloud-ca.pem"), "w") as f:
+        f.write(JUNK_CERT)  # canonical base64 in a CERTIFICATE block, no certificate
+    peer = run_folder(folder)
+    assert login_error(peer, user, token) is None  # the local server serves
+    said = [l for l in peer.lines if "cloud CA" in l]
+    assert len(said) == 1 and "cloud-ca.pem unusable" in said[0] and "no cloud link" in said[0]
+    assert peer.proc.poll() is None
+    assert not [l for l in peer.lines if "Traceback" in l or "cloud link" in l.replace("no cloud link", "")]
+    assert not os.path.exists(os.path.join(os.path.dirname(folder), "crash.log"))
+
+
+def heap_alloc(peer):
+    with peer.connect() as ws:
+        return call(ws, "hub.diagnostics.get")["result"]["heapAlloc"]
+
+
+def test_access_data_replaced_by_a_sync_leaves_the_heap(cloud, run_folder):
+    # The start-up's access data and TLS context must not stay pinned once
+    # a sync has replaced them (they were: about 4.5 KB on the 64-bit host).
+    uuid, folder = cloud.controller()
+    with open(os.path.join(folder, "switches.json"), "w") as f:
+        json.dump({"anonymous": True}, f)  # diagnostics without a login
+    peer = run_folder(folder)
+    peer.wait_log("cloud sync: version 1 is current")
+    before = heap_alloc(peer)
+    lab.rotate_cert(cloud.db, uuid)  # the same sizes again, nothing added
+    peer.wait_log("access data version 2 in force")
+    after = heap_alloc(peer)
+    assert after - before < 1500, (before, after)
+
+
+def test_a_user_over_the_token_limit_is_dropped_and_later_changes_still_apply(cloud, run_folder):
+    # The cloud takes more tokens per user than this peer: that user alone
+    # is left out, and a later revocation still gets through.
+    uuid, folder = cloud.controller(max_tokens_per_user=2)
+    gone, gone_token = lab.add_user(cloud.db, uuid)
+    lab.provision(cloud.db, uuid, folder, wss_port=free_port(), ws_port=free_port(), force=True)
+    configure(folder, max_tokens_per_user=2)
+    peer = run_folder(folder)
+    peer.wait_log("cloud link up")
+    with peer.connect() as session:
+        assert peer.login(session, gone, gone_token)["error"] is None
+        big = lab.add_user(cloud.db, uuid)[0]
+        big_tokens = [lab.add_user(cloud.db, uuid, big)[1] for _ in range(2)]  # three in all
+        line = peer.wait_log("in force")
+        assert "dropped" not in line
+        assert peer.wait_log(r"clients\[%s\]: more than 2 tokens, user dropped" % big)
+        lab.remove_user(cloud.db, uuid, gone)
+        with pytest.raises(ConnectionClosed) as closed:
+            session.recv(timeout=10)
+        assert closed.value.rcvd.code == 1008
+    version = lab.versions(cloud.db)[uuid]
+    peer.wait_log("access data version %d in force" % version)
+    assert login_error(peer, gone, gone_token)["data"] == BADPASS
+    assert login_error(peer, big, big_tokens[0])["data"] == BADPASS
+    other, other_token = lab.add_user(cloud.db, uuid)
+    assert eventually(lambda: login_error(peer, other, other_token) is None)
+    assert not [l for l in peer.lines if "data refused" in l]
+
+
+def bad_users(count):
+    return {"6a1c7d4e-0000-4000-8000-%012d" % i: ["zz" * 32] for i in range(count)}
+
+
+# case: (the valid data changed so, one log line expected of the drop)
+BAD_ENTRIES = {
+    "a bad digest": (lambda base: {"clients": dict(base["clients"], **bad_users(1))},
+                     "not a SHA-256 hex digest"),
+    "an id that is not printable ASCII": (
+        lambda base: {"clients": dict(base["clients"], **{"b\u00e4d": ["ab" * 32]})},
+        "dropped an id that is not 1-64 printable ASCII chars"),
+    "a peer that is not an object": (lambda base: {"peers": {"p-1": "nope"}},
+                                     r"peers\[p-1\]: not an object, peer dropped"),
+    "a certificate set that does not parse, before a good one": (
+        lambda base: {"current": [dict(base["current"][0], certificate=JUNK_CERT)] + base["current"]},
+        r"current\[0\]: certificate: not an X.509 certificate"),
+    "thirty bad users": (lambda base: {"clients": dict(base["clients"], **bad_users(30))},
+                         "44 more problem"),  # two problems each, 16 shown
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ENTRIES))
+def test_bad_entries_from_the_cloud_are_dropped_and_the_rest_applied(cloud, run_folder, case):
+    make, dropped = BAD_ENTRIES[case]
+    uuid, folder = cloud.controller()
+    user, token = lab.add_user(cloud.db, uuid)
+    base = lab.access_data(cloud.db, uuid)
+    fake = FakeCloud(cloud.db, lambda req: sync_reply(req, changed(base, version=9, **make(base))))
+    try:
+        use_fake(folder, fake)
+        peer = run_folder(folder, {user: [token]})
+        peer.wait_log(dropped)
+        peer.wait_log("access data version 9 in force")
+        assert login_error(peer, user, token) is None
+        with open(os.path.join(folder, "access.json")) as f:
+            assert json.load(f)["version"] == 9  # persisted
+        assert len([l for l in peer.lines if "cloud data version 9: " in l]) <= 17
+        assert not [l for l in peer.lines if "data refused" in l]
+    finally:
+        fake.close()
+
+
+def test_a_corrupt_access_json_never_becomes_the_previous_copy(cloud, run_folder):
+    uuid, folder = cloud.controller()
+    user, token = lab.add_user(cloud.db, uuid)
+    lab.provision(cloud.db, uuid, folder, wss_port=free_port(), ws_port=free_port(), force=True)
+    path = os.path.join(folder, "access.json")
+    os.replace(path, path + ".prev")  # the good copy
+    with open(path, "w") as f:
+        f.write('{"clients": {')  # cut short
+    with open(path + ".prev", "rb") as f:
+        good = f.read()
+    peer = run_folder(folder, {user: [token]})
+    peer.wait_log("using its previous copy")
+    lab.add_user(cloud.db, uuid)
+    peer.wait_log("access data version 3 in force")
+    with open(path + ".prev", "rb") as f:
+        assert f.read() == good
+    with open(path) as f:
+        assert json.load(f)["version"] == 3
+
+
+def test_the_synced_access_json_is_owner_only(cloud, run_folder):
+    # It holds the TLS private key; provisioning wrote it 0600.
+    uuid, folder = cloud.controller()
+    path = os.path.join(folder, "access.json")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    old = os.umask(0o022)  # what the firmware would create files with
+    try:
+        peer = run_folder(folder, env={"PEER_PAUSE_AT": "tmp_written"})
+    finally:
+        os.umask(old)
+    peer.wait_log("cloud link up")
+    lab.add_user(cloud.db, uuid)
+    peer.wait_log("paused at tmp_written")
+    assert os.stat(path + ".tmp").st_mode & 0o777 == 0o600  # before the key is in it
+    peer.kill()
+    old = os.umask(0o022)
+    try:
+        peer.start()
+    finally:
+        os.umask(old)
+    peer.wait_log("access data version 2 in force")
+    for name in (path, path + ".prev"):
+        assert os.stat(name).st_mode & 0o777 == 0o600, name

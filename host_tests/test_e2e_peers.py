@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from host_tests import soak
 from host_tests.cloud import BACKOFF_MAX, FakeController, Pair
 from host_tests.peer import call
 from host_tests.proc import ROOT
@@ -371,3 +372,24 @@ def test_a_call_whose_link_drops_fails_at_once(cloud, run_folder):
         pa.wait_log("link down: closed by the other side")
     finally:
         fake.close()
+
+
+def test_calls_through_links_lose_nothing_under_fast_pings(cloud, run_folder):
+    # Each peer's user keeps 2 calls (FORWARDS) in flight through the link to
+    # the other, while both ping every second and drop a link silent for 3 s.
+    pair = Pair(cloud, run_folder, ping_interval=1, idle_timeout=3)
+    for proc in pair.peers.values():
+        proc.wait_log("link up in")
+    marks = {u: proc.mark() for u, proc in pair.peers.items()}
+    calls = soak.scaled(300)
+    sessions = []
+    for me, other in ((pair.a, pair.b), (pair.b, pair.a)):
+        params = {"peer": other, "method": "hub.info.get"}
+        sessions.append(soak.session(pair.peers[me].url(), pair.users[me], calls, 2, 10,
+                                     method="hub.peer.call", params=params,
+                                     name="via-%s" % me[:8]))
+    for t in soak.run(*sessions):
+        print(t)
+        assert t.answered == calls
+    for u, proc in pair.peers.items():  # no link was lost meanwhile
+        assert proc.count("link down", since=marks[u]) == 0, "\n".join(proc.lines)

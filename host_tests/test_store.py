@@ -264,3 +264,103 @@ def test_unserialisable_object_leaves_old(path):
     with pytest.raises(TypeError):
         store.write_json(path, {"x": object()})
     assert store.read_json(path) == (OLD, "current")
+
+
+# ---------------------------------- only a file that validates becomes .prev
+
+def test_a_corrupt_current_is_deleted_not_kept_as_prev(path):
+    put(path + ".prev", json.dumps(OLD))
+    put(path, "{corrupt")
+    assert store.read_json(path) == (OLD, "previous")
+    seen = []
+    store.write_json(path, NEW, seen.append)
+    assert seen == ["tmp_written", "current_removed", "done"]
+    assert store.read_json(path) == (NEW, "current")
+    assert store.read_json(path + ".prev") == (OLD, "current")
+    store.write_json(path, OLDER)  # a file the store wrote is good again
+    assert store.read_json(path + ".prev") == (NEW, "current")
+
+
+def test_a_corrupt_current_the_store_never_read_is_not_kept_either(path):
+    put(path + ".prev", json.dumps(OLD))
+    put(path, "{corrupt")
+    store.write_json(path, NEW)
+    assert store.read_json(path + ".prev") == (OLD, "current")
+
+
+def refuse_version(bad):
+    def check(name, obj):
+        if not isinstance(obj, dict) or obj.get("version") == bad:
+            raise ValueError("refused")
+        return ("checked", obj["version"])
+    return check
+
+
+def test_the_check_decides_what_is_served(path):
+    put(path, json.dumps(OLD))
+    assert store.read_json(path, check=refuse_version(None)) == (("checked", 1), "current")
+
+
+def test_a_current_the_check_refuses_falls_back_and_is_not_kept_as_prev(path):
+    put(path + ".prev", json.dumps(OLD))
+    put(path, json.dumps(NEW))  # valid JSON, refused by the reader's check
+    assert store.read_json(path, check=refuse_version(2)) == (("checked", 1), "previous")
+    store.write_json(path, OLDER)
+    assert store.read_json(path + ".prev") == (OLD, "current")
+
+
+def test_nothing_the_check_takes_gives_none(path):
+    put(path + ".prev", json.dumps(NEW))
+    put(path, json.dumps(NEW))
+    assert store.read_json(path, check=refuse_version(2)) == (None, None)
+
+
+@pytest.mark.parametrize("step", ["tmp_written", "current_removed", "done"])
+def test_power_cut_while_replacing_a_corrupt_current(path, step):
+    put(path + ".prev", json.dumps(OLD))
+    put(path, "{corrupt")
+    store.read_json(path)
+    try:
+        store.write_json(path, NEW, cut_at(step))
+    except PowerCut:
+        pass
+    got = store.read_json(path)
+    assert got == ((NEW, "current") if step == "done" else (OLD, "previous"))
+
+
+# ------------------------------------------------------------ file modes
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def mode(name):
+    return os.stat(name).st_mode & 0o777
+
+
+def test_a_private_file_is_owner_only_before_it_holds_anything(path, umask_022):
+    modes = {}
+
+    def fault(step):
+        if step == "tmp_written":
+            modes["tmp"] = mode(path + ".tmp")
+
+    store.write_json(path, OLD, private=True)
+    store.write_json(path, NEW, fault, private=True)
+    assert modes["tmp"] == 0o600
+    assert mode(path) == mode(path + ".prev") == 0o600
+
+
+def test_a_private_write_over_a_leftover_tmp_is_owner_only(path, umask_022):
+    put(path + ".tmp", "{half")
+    os.chmod(path + ".tmp", 0o644)
+    store.write_json(path, NEW, private=True)
+    assert mode(path) == 0o600
+
+
+def test_other_files_keep_the_usual_mode(path, umask_022):
+    store.write_json(path, NEW)
+    assert mode(path) == 0o644

@@ -602,14 +602,34 @@ PROTOCOL_ERRORS = [
 @pytest.mark.parametrize("name,stream,code", PROTOCOL_ERRORS, ids=[p[0] for p in PROTOCOL_ERRORS])
 def test_protocol_errors(name, stream, code):
     dec = ws.Decoder(1000)
-    with pytest.raises(ws.ProtocolError) as ei:
+    try:  # frames before the error come out first, the error stays
         dec.feed(stream)
-    assert ei.value.code == code
-    assert isinstance(ei.value.reason, str) and 0 < len(ei.value.reason) <= 123
+        err = dec.error
+    except ws.ProtocolError as e:
+        err = e
+    assert err is not None and err is dec.error
+    assert err.code == code
+    assert isinstance(err.reason, str) and 0 < len(err.reason) <= 123
     # Dead from now on, whatever comes next.
     with pytest.raises(ws.ProtocolError) as again:
         dec.feed(raw(0x81, b"ok"))
     assert again.value.code == code
+
+
+def test_frames_before_a_protocol_error_in_the_same_feed_come_out_first():
+    dec = ws.Decoder(1000)
+    events = dec.feed(raw(0x81, b"first") + raw(0x89, b"p") + raw(0x83, b"x") + raw(0x81, b"never"))
+    assert events == [(ws.OP_TEXT, b"first"), (ws.OP_PING, b"p")]
+    assert dec.error.code == 1002 and dec.error.reason == "Unknown opcode"
+    with pytest.raises(ws.ProtocolError):
+        dec.feed(raw(0x81, b"ok"))
+
+
+def test_a_protocol_error_with_nothing_before_it_raises_at_once():
+    dec = ws.Decoder(1000)
+    with pytest.raises(ws.ProtocolError) as ei:
+        dec.feed(raw(0x83, b"x") + raw(0x81, b"later"))
+    assert ei.value is dec.error
 
 
 @pytest.mark.parametrize("name,stream,code", PROTOCOL_ERRORS, ids=[p[0] for p in PROTOCOL_ERRORS])

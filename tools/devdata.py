@@ -74,9 +74,11 @@ def make_access(users, cert, peers=None, version=1):
 
 
 def write_json(path, obj):
-    with open(path, "w") as f:
+    # Owner-only from the start: access.json holds the TLS private key.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # a file that existed keeps its mode otherwise
         json.dump(obj, f, indent=2)
-    os.chmod(path, 0o600)
 
 
 def create(folder, host="127.0.0.1", wss_port=17000, ws_port=17001):
