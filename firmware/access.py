@@ -10,6 +10,7 @@ import binascii
 
 # The records live in auth, which stays loaded: this module's code leaves
 # the heap after start-up, and methods defined here would pin it there.
+from firmware import bounds
 from firmware.auth import Access, Peer, digest  # noqa: F401 (re-exported)
 
 
@@ -18,11 +19,11 @@ class AccessError(ValueError):
 
 
 # Defaults sized for the board's heap; parse(limits=...) overrides them.
-_LIMITS = {"max_users": 200, "max_tokens_per_user": 16, "max_peers": 32,
-           "token_max": 256, "max_certs": 4}
-# Problems kept per parse: the rest are counted, so that bad data can fill
-# neither the heap nor the console with them.
-PROBLEMS_MAX = 16
+_LIMITS = {"max_users": bounds.USERS_MAX, "max_tokens_per_user": bounds.TOKENS_PER_USER_MAX,
+           "max_peers": bounds.PEERS_MAX, "token_max": bounds.TOKEN_MAX,
+           "max_certs": bounds.CERTS_MAX}
+# Problems kept per parse (bounds.PROBLEMS_MAX): the rest are counted, so
+# that bad data can fill neither the heap nor the console with them.
 _KEY_LABELS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
 _ENCRYPTED = "encrypted private key not supported"
 _MALFORMED = "malformed PEM"
@@ -103,13 +104,13 @@ def _chain(pem):
 
 
 class _Problems:
-    # The list of problems as parse() fills it, bounded (PROBLEMS_MAX).
+    # The list of problems as parse() fills it, bounded (bounds.PROBLEMS_MAX).
     def __init__(self):
         self.kept = []
         self.more = 0
 
     def append(self, line):
-        if len(self.kept) < PROBLEMS_MAX:
+        if len(self.kept) < bounds.PROBLEMS_MAX:
             self.kept.append(line)
         else:
             self.more += 1
@@ -136,13 +137,8 @@ def _section(obj, name, kind, problems, strict):
     return obj[name]
 
 
-def _is_int(value):
-    # bool is an int on CPython (not on MicroPython); JSON true is no number.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _version(value, problems):
-    if value is None or (_is_int(value) and value >= 0):
+    if value is None or (bounds.is_int(value) and value >= 0):
         return value
     problems.append("version: not a non-negative integer")
     return None
@@ -151,7 +147,7 @@ def _version(value, problems):
 def _where(section, key, problems):
     # Ids are logged and compared with login params: keep them short and
     # printable so neither a log line nor a lookup can be garbled.
-    if (isinstance(key, str) and 0 < len(key) <= 64
+    if (isinstance(key, str) and 0 < len(key) <= bounds.ID_MAX
             and all(" " < c <= "~" for c in key)):
         return "%s[%s]" % (section, key)
     problems.append(section + ": dropped an id that is not 1-64 printable ASCII chars")
@@ -196,7 +192,7 @@ def _peer(where, info, limits, problems):
         problems.append(where + ": not an object, peer dropped")
         return None
     serial = info.get("id")
-    if _is_int(serial):
+    if bounds.is_int(serial):
         serial = str(serial)
     if not isinstance(serial, str) or not serial:
         problems.append(where + ".id: not a non-empty string, peer dropped")
@@ -385,7 +381,7 @@ def parse(obj, limits=None, strict=False):
     """Return (Access, problems). Raises AccessError when the data is refused
     as a whole: not an object, a section of the wrong type (or, strict, a
     section missing), or over a limit. Every problem is an entry (or part of
-    one) dropped, or a note: the rest is good to serve. Past PROBLEMS_MAX
+    one) dropped, or a note: the rest is good to serve. Past bounds.PROBLEMS_MAX
     problems, a last one counts the rest."""
     if not isinstance(obj, dict):
         raise AccessError("access data is not an object")

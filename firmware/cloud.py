@@ -86,7 +86,7 @@ class CloudLink(Link):
         rid = msg.get("id")
         try:
             if method != UPDATED:
-                raise rpc.method_not_found()
+                raise rpc.fail("rpc.method.notfound")
             params = msg.get("params")
             version = rpc.param(params if isinstance(params, dict) else {}, "newVersion", int)
         except rpc.RpcError as e:
@@ -154,7 +154,7 @@ class CloudLink(Link):
         if data.version == current:
             self.log("cloud sync: version %d is current" % current)
             return None
-        for p in problems:  # a bounded list (access.PROBLEMS_MAX)
+        for p in problems:  # a bounded list (bounds.PROBLEMS_MAX)
             self.log("cloud data version %d: %s" % (data.version, p))
         from firmware.app import tls_context
 

@@ -3,6 +3,8 @@
 import json
 import os
 
+from firmware import bounds
+
 # Limits sized for an ESP32 without PSRAM (see README, "Limits").
 DEFAULTS = {
     "host": "0.0.0.0",
@@ -66,11 +68,11 @@ def _check(cfg, key, kind):
         ok, what = value is True or value is False, "true or false"
     elif kind is int:
         least = 0 if key in ZERO_OK else 1
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= least
+        ok = bounds.is_int(value) and value >= least
         what = "a non-negative integer" if least == 0 else "a positive integer"
     else:
         least = 0 if key in OPTIONAL else 1
-        most = 256 if key in LONG else 64
+        most = bounds.TOKEN_MAX if key in LONG else bounds.ID_MAX
         ok = isinstance(value, str) and least <= len(value) <= most
         what = "a string" if least == 0 else "a non-empty string"
     if not ok:
@@ -79,12 +81,14 @@ def _check(cfg, key, kind):
 
 def _check_urls(urls):
     # {peer UUID: wss:// URL}, as many as the access data may name peers.
-    ok = isinstance(urls, dict) and len(urls) <= 32
+    ok = isinstance(urls, dict) and len(urls) <= bounds.PEERS_MAX
     for uuid, url in urls.items() if ok else ():
-        ok = ok and 0 < len(uuid) <= 64 and isinstance(url, str) and 6 < len(url) <= 256
+        ok = ok and 0 < len(uuid) <= bounds.ID_MAX and isinstance(url, str)
+        ok = ok and 6 < len(url) <= bounds.TOKEN_MAX
         ok = ok and url.startswith("wss://")
     if not ok:
-        raise ConfigError("config.json: 'peer_urls' must map peer UUIDs to wss:// URLs (at most 32)")
+        raise ConfigError("config.json: 'peer_urls' must map peer UUIDs to wss:// URLs (at most %d)"
+                          % bounds.PEERS_MAX)
 
 
 def _wifi(value):

@@ -25,7 +25,7 @@ def load_access(access, path, cfg):
         log("no valid %s: no logins possible until access data arrives" % path)
         return access.Access()
     data, problems = parsed
-    for p in problems:  # a bounded list (access.PROBLEMS_MAX)
+    for p in problems:  # a bounded list (bounds.PROBLEMS_MAX)
         log("access.json: %s" % p)
     return data
 

@@ -4,24 +4,10 @@ import gc
 import json
 import time
 
-from firmware import auth, board, rpc
+from firmware import auth, board, bounds, rpc
 
 VERSION = "0.1.0"
 
-# (code, message, data), raised as a fresh RpcError each time: MicroPython
-# appends to a raised exception's traceback, so a reused instance would grow
-# with every request.
-ALREADY = (rpc.SERVER_ERROR, "Already logged in", "user.login.alreadylogged")
-BAD_PASSWORD = (rpc.SERVER_ERROR, "Bad password", "user.login.badpassword")
-LOGIN_REQUIRED = (rpc.SERVER_ERROR, "Login required", "user.login.required")
-INTERNAL = (rpc.SERVER_ERROR, "Internal error", "hub.internal.error")
-NO_MEMORY = (rpc.SERVER_ERROR, "Out of memory", "hub.memory.exhausted")
-NOT_SAVED = (rpc.SERVER_ERROR, "Setting not saved", "hub.storage.failed")
-NOT_ALLOWED = (rpc.SERVER_ERROR, "Not allowed for a controller", "hub.method.notallowed")
-NOT_LINKED = (rpc.SERVER_ERROR, "Peer not linked", "hub.peer.notlinked")
-
-ID_MAX = 64
-TOKEN_MAX = 256
 
 def _uptime(s):
     return "%dd %dh %dm %ds" % (s // 86400, s // 3600 % 24, s // 60 % 60, s % 60)
@@ -54,28 +40,28 @@ class Hub:
             return rpc.error(rid, method, e)
         except MemoryError:  # the heap, not the client: said as such
             self.log("%s %s: out of memory" % (conn.name, method or "request"))
-            return rpc.error(rid, method, rpc.RpcError(*NO_MEMORY))
+            return rpc.error(rid, method, rpc.fail("hub.memory.exhausted"))
         except Exception as e:  # a bug here must not take the connection down
             # The type and place only: a message could quote a parameter.
             from firmware import faults
 
             self.log("%s %s failed: %s" % (conn.name, method, faults.describe(e)))
-            return rpc.error(rid, method, rpc.RpcError(*INTERNAL))
+            return rpc.error(rid, method, rpc.fail("hub.internal.error"))
 
     async def _call(self, conn, method, params):
         # A table of small ints and one dispatcher: every function object
         # costs RAM on the board, a dict entry to an int almost none.
         kind = METHODS.get(method)
         if kind is None:
-            raise rpc.method_not_found()
+            raise rpc.fail("rpc.method.notfound")
         if kind > _PUBLIC and not self.allowed(conn):
-            raise rpc.RpcError(*LOGIN_REQUIRED)
+            raise rpc.fail("user.login.required")
         if kind > _CONTROLLER and conn.role == "hub":
-            raise rpc.RpcError(*NOT_ALLOWED)
+            raise rpc.fail("hub.method.notallowed")
         if kind >= _LINKS and conn.role is None:
             # Peer links act with this controller's credentials: never for
             # an anonymous caller.
-            raise rpc.RpcError(*LOGIN_REQUIRED)
+            raise rpc.fail("user.login.required")
         if kind == _LOGIN:
             return await self._login(conn, "user" if method.endswith(".ui") else "hub", params)
         if kind == _INFO:
@@ -89,14 +75,14 @@ class Hub:
         if self.links is None:  # no peers in the access data
             if kind == _LINKS:
                 return {"links": []}
-            raise rpc.RpcError(*NOT_LINKED)
+            raise rpc.fail("hub.peer.notlinked")
         return await self.links.answer(kind == _LINKS, params)
 
     async def _login(self, conn, role, params):
-        ident = rpc.param(params, role, str, ID_MAX)
-        token = rpc.param(params, "token", str, TOKEN_MAX)
+        ident = rpc.param(params, role, str, bounds.ID_MAX)
+        token = rpc.param(params, "token", str, bounds.TOKEN_MAX)
         if conn.role is not None:
-            raise rpc.RpcError(*ALREADY)
+            raise rpc.fail("user.login.alreadylogged")
         digests = self.access.digests(role, ident)
         proof = auth.digest(token)
         if auth.check(digests, proof, self.cfg["max_tokens_per_user"]):
@@ -112,7 +98,7 @@ class Hub:
         await asyncio.sleep(delay / 1000)
         if conn.fails >= self.cfg["max_failed_logins"]:
             conn.close_after_reply("too many failed logins")
-        raise rpc.RpcError(*BAD_PASSWORD)
+        raise rpc.fail("user.login.badpassword")
 
     def info(self, conn):
         # Before login: enough for a client to learn whether it must log in.
@@ -143,7 +129,7 @@ class Hub:
                 self.switches.set(name, on)
             except OSError as e:  # flash full or failing: nothing changed
                 self.log("cannot save %s access: %s" % (name, e))
-                raise rpc.RpcError(*NOT_SAVED)
+                raise rpc.fail("hub.storage.failed")
             self.log("%s set %s access %s" % (conn.name, name, "on" if on else "off"))
             # In force before the reply: a client that reads it finds the
             # listener as the switch says.

@@ -8,21 +8,16 @@
 import asyncio
 import time
 
-from firmware import board, rpc
-from firmware.hub import ID_MAX, LOGIN_REQUIRED, NOT_LINKED
+from firmware import board, bounds, rpc
 from firmware.link import Link, LinkError, error_data, reason
 from firmware.ticks import ticks_diff, ticks_ms
 
 DEFAULT_PORT = 17000  # where a controller found by its .local name listens
 FORWARDS = 2  # hub.peer.call requests in flight per link
 LOGIN = "hub.offline.login.hub"
-BAD_PASSWORD = "user.login.badpassword"
 
 CONNECTING, LOGGED_IN, BACKING_OFF = "connecting", "logged in", "backing off"
 
-BUSY = (rpc.SERVER_ERROR, "Peer busy", "hub.peer.busy")
-NO_ANSWER = (rpc.SERVER_ERROR, "Peer did not answer", "hub.peer.timeout")
-BAD_ANSWER = (rpc.SERVER_ERROR, "Malformed answer from the peer", "hub.peer.badanswer")
 
 
 class PeerLink(Link):
@@ -90,7 +85,7 @@ class PeerLink(Link):
             if not err:
                 self.first = k
                 return
-            if not (isinstance(err, dict) and err.get("data") == BAD_PASSWORD):
+            if not (isinstance(err, dict) and err.get("data") == "user.login.badpassword"):
                 raise LinkError("login refused (%s)" % error_data(reply))
         raise LinkError("login refused: none of %d token(s) accepted" % len(tokens))
 
@@ -107,7 +102,7 @@ class PeerLink(Link):
         # controller's methods change nothing, so nothing is left to do
         # after the reply.
         if self.role is None:
-            reply = rpc.error(msg.get("id"), msg.get("method"), rpc.RpcError(*LOGIN_REQUIRED))
+            reply = rpc.error(msg.get("id"), msg.get("method"), rpc.fail("user.login.required"))
         else:
             reply = await self.hub.handle(self, msg, True)
         await self.send_text(reply)
@@ -116,21 +111,21 @@ class PeerLink(Link):
         # hub.peer.call: our user's request, the peer's answer, within one
         # deadline for the send and the answer.
         if self.state != LOGGED_IN:
-            raise rpc.RpcError(*NOT_LINKED)
+            raise rpc.fail("hub.peer.notlinked")
         if self.forwards >= FORWARDS:
-            raise rpc.RpcError(*BUSY)
+            raise rpc.fail("hub.peer.busy")
         self.forwards += 1
         try:
             reply = await asyncio.wait_for_ms(self.ask({"method": method, "params": params}),
                                               self.cfg["write_timeout"] * 1000)
         except asyncio.TimeoutError:
-            raise rpc.RpcError(*NO_ANSWER)
+            raise rpc.fail("hub.peer.timeout")
         except OSError:
-            raise rpc.RpcError(*NOT_LINKED)
+            raise rpc.fail("hub.peer.notlinked")
         finally:
             self.forwards -= 1
         if reply is None:  # the link went down meanwhile
-            raise rpc.RpcError(*NOT_LINKED)
+            raise rpc.fail("hub.peer.notlinked")
         return _answer(reply)
 
 
@@ -145,7 +140,7 @@ def _answer(reply):
         if (isinstance(code, int) and isinstance(message, str)
                 and (data is None or isinstance(data, str))):
             raise rpc.RpcError(code, message[:128], data and data[:128])
-    raise rpc.RpcError(*BAD_ANSWER)
+    raise rpc.fail("hub.peer.badanswer")
 
 
 def follow(server, data):
@@ -207,8 +202,8 @@ class PeerLinks:
         # link to that peer, and its answer (result or error) is ours.
         if listing:
             return {"links": self.status()}
-        peer = rpc.param(params, "peer", str, ID_MAX)
-        method = rpc.param(params, "method", str, rpc.ECHO_MAX)
+        peer = rpc.param(params, "peer", str, bounds.ID_MAX)
+        method = rpc.param(params, "method", str, bounds.ECHO_MAX)
         try:
             inner = rpc.param(params, "params", dict)
         except rpc.RpcError as e:
@@ -217,7 +212,7 @@ class PeerLinks:
             inner = {}
         link = self.links.get(peer)
         if link is None:
-            raise rpc.RpcError(*NOT_LINKED)
+            raise rpc.fail("hub.peer.notlinked")
         return await link.forward(method, inner)
 
     def status(self):

@@ -2,6 +2,8 @@
 # "error": null on success, {code, message, data} with "result": null on error.
 import json
 
+from firmware import bounds
+
 PARSE_ERROR = -32700
 BAD_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -17,16 +19,33 @@ class RpcError(Exception):
         self.data = data
 
 
-def not_found():
-    return RpcError(BAD_REQUEST, "Bad request", "rpc.params.notfound")
+# Every error this peer answers with, by its data string: (code, message).
+# The README's table of errors mirrors it (a test holds the two together).
+ERRORS = {
+    "rpc.parse.error": (PARSE_ERROR, "Parse error"),
+    "rpc.request.invalid": (BAD_REQUEST, "Bad request"),
+    "rpc.method.notfound": (METHOD_NOT_FOUND, "Method not found"),
+    "rpc.params.notfound": (BAD_REQUEST, "Bad request"),
+    "rpc.params.invalid": (WRONG_PARAMS, "Wrong params"),
+    "user.login.badpassword": (SERVER_ERROR, "Bad password"),
+    "user.login.alreadylogged": (SERVER_ERROR, "Already logged in"),
+    "user.login.required": (SERVER_ERROR, "Login required"),
+    "hub.storage.failed": (SERVER_ERROR, "Setting not saved"),
+    "hub.memory.exhausted": (SERVER_ERROR, "Out of memory"),
+    "hub.internal.error": (SERVER_ERROR, "Internal error"),
+    "hub.method.notallowed": (SERVER_ERROR, "Not allowed for a controller"),
+    "hub.peer.notlinked": (SERVER_ERROR, "Peer not linked"),
+    "hub.peer.busy": (SERVER_ERROR, "Peer busy"),
+    "hub.peer.timeout": (SERVER_ERROR, "Peer did not answer"),
+    "hub.peer.badanswer": (SERVER_ERROR, "Malformed answer from the peer"),
+}
 
 
-def invalid():
-    return RpcError(WRONG_PARAMS, "Wrong params", "rpc.params.invalid")
-
-
-def method_not_found():
-    return RpcError(METHOD_NOT_FOUND, "Method not found", "rpc.method.notfound")
+def fail(data):
+    # A fresh error each time: MicroPython appends to a raised exception's
+    # traceback, so a reused instance would grow with every request.
+    code, message = ERRORS[data]
+    return RpcError(code, message, data)
 
 
 def parse(data):
@@ -34,29 +53,28 @@ def parse(data):
     try:
         req = json.loads(data)
     except ValueError:  # a MemoryError is no client's mistake: the caller's
-        raise RequestError(None, None, RpcError(PARSE_ERROR, "Parse error", "rpc.parse.error"))
+        raise RequestError(None, None, fail("rpc.parse.error"))
     return check(req)
 
 
 def check(req):
     # A decoded request -> (id, method, params), as parse() does.
     if not isinstance(req, dict):
-        raise RequestError(None, None, RpcError(BAD_REQUEST, "Bad request", "rpc.request.invalid"))
+        raise RequestError(None, None, fail("rpc.request.invalid"))
     rid = req.get("id")
     if not _echoable(rid):
-        raise RequestError(None, None, RpcError(BAD_REQUEST, "Bad request", "rpc.request.invalid"))
+        raise RequestError(None, None, fail("rpc.request.invalid"))
     method = req.get("method")
     if not isinstance(method, str) or not _echoable(method):
-        raise RequestError(rid, None, RpcError(BAD_REQUEST, "Bad request", "rpc.request.invalid"))
+        raise RequestError(rid, None, fail("rpc.request.invalid"))
     params = req.get("params")
     if params is None:
         params = {}
     elif not isinstance(params, dict):
-        raise RequestError(rid, method, invalid())
+        raise RequestError(rid, method, fail("rpc.params.invalid"))
     return rid, method, params
 
 
-ECHO_MAX = 128
 
 
 def _echoable(value):
@@ -67,7 +85,7 @@ def _echoable(value):
         return True
     if isinstance(value, str):
         try:  # ASCII only; CPython refuses to encode a lone surrogate at all
-            return len(value) <= ECHO_MAX and len(value.encode()) == len(value)
+            return len(value) <= bounds.ECHO_MAX and len(value.encode()) == len(value)
         except UnicodeError:
             return False
     if isinstance(value, int):
@@ -97,14 +115,15 @@ def param(params, name, kind, max_len=0):
                 value = params[key]
                 break
         else:
-            raise not_found()
-    # bool is an int subclass on both targets: keep the two apart.
+            raise fail("rpc.params.notfound")
     if kind is bool and value is not True and value is not False:
-        raise invalid()
-    if kind is not bool and (not isinstance(value, kind) or isinstance(value, bool)):
-        raise invalid()
+        raise fail("rpc.params.invalid")
+    if kind is int and not bounds.is_int(value):
+        raise fail("rpc.params.invalid")
+    if kind is not bool and not isinstance(value, kind):
+        raise fail("rpc.params.invalid")
     if max_len and len(value) > max_len:
-        raise invalid()
+        raise fail("rpc.params.invalid")
     return value
 
 

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from firmware import access
+from firmware import access, bounds
 from firmware.access import AccessError
 
 PEM = serialization.Encoding.PEM
@@ -656,8 +656,8 @@ def test_problems_are_bounded():
     bad = {"user-%02d" % i: ["zz" * 32] for i in range(40)}
     acc, problems = _parse(clients=bad)
     assert acc.clients == {}
-    assert len(problems) == access.PROBLEMS_MAX + 1
-    assert problems[-1] == "%d more problem(s) not shown" % (80 - access.PROBLEMS_MAX)
+    assert len(problems) == bounds.PROBLEMS_MAX + 1
+    assert problems[-1] == "%d more problem(s) not shown" % (80 - bounds.PROBLEMS_MAX)
 
 
 def test_a_key_nested_without_end_is_refused_without_recursing(rsa_pair):

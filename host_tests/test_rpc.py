@@ -1,10 +1,13 @@
 """The JSON-RPC envelope (firmware.rpc) under CPython: parsing requests,
 reading parameters, and the exact reply shapes of API-NOTES."""
 import json
+import os
+import re
 
 import pytest
 
 from firmware import rpc
+from host_tests.proc import ROOT
 
 NOTFOUND = (-32600, "Bad request", "rpc.params.notfound")
 INVALID = (-32602, "Wrong params", "rpc.params.invalid")
@@ -204,8 +207,8 @@ def test_error_shape_exactly():
 
 
 def test_error_from_helpers_match_api_notes_codes():
-    nf = json.loads(rpc.error(3, "m", rpc.not_found()))
-    inv = json.loads(rpc.error(3, "m", rpc.invalid()))
+    nf = json.loads(rpc.error(3, "m", rpc.fail("rpc.params.notfound")))
+    inv = json.loads(rpc.error(3, "m", rpc.fail("rpc.params.invalid")))
     assert nf["error"] == {"code": -32600, "message": "Bad request", "data": "rpc.params.notfound"}
     assert inv["error"] == {"code": -32602, "message": "Wrong params", "data": "rpc.params.invalid"}
     assert "result" in nf and nf["result"] is None
@@ -243,3 +246,22 @@ def test_parse_refuses_methods_that_cannot_be_echoed_safely(method):
     err = request_error('{"id": 3, "method": "%s"}' % method)
     assert err.rid == 3 and err.method is None
     assert triple(err.err) == (-32600, "Bad request", "rpc.request.invalid")
+
+
+def readme_errors():
+    """The README's table of errors: {data: (code, message)}."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    rows = re.findall(r"^\|[^|\n]*\| (-\d+) \| ([^|]+?) \| `([a-z.]+)` \|$", text, re.M)
+    return {data: (int(code), message) for code, message, data in rows}
+
+
+def test_the_error_table_is_the_readmes():
+    assert readme_errors() == rpc.ERRORS
+
+
+def test_every_error_is_made_fresh_with_its_code_and_message():
+    for data, (code, message) in rpc.ERRORS.items():
+        a, b = rpc.fail(data), rpc.fail(data)
+        assert a is not b
+        assert (a.code, a.message, a.data) == (code, message, data)
