@@ -9,34 +9,13 @@ from firmware import board
 from firmware.board import log
 
 
-def tls_context(data):
-    # A server context from the first certificate set of the access data
-    # that loads, or None; that set's public_parent chain stays in
-    # data.parents. The context keeps its own parsed copy of the certificate
-    # and key, so their DER leaves the heap. Made before the server's code
-    # loads at start-up: it needs a few KB in one piece, which a young heap
-    # still has.
-    certs, data.certs = data.certs, []
-    data.parents = ()
-    try:
-        import ssl
-    except ImportError:  # a build without TLS serves plain WS only
-        log("this MicroPython has no ssl module: no WSS listener")
-        return None
-    for i, (cert, key, parents) in enumerate(certs):
-        try:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(cert, key)
-            data.parents = tuple(parents)  # the peer links verify with it
-            return ctx
-        except (ValueError, OSError) as e:
-            log("access data current[%d]: certificate or key does not load (%s)" % (i, e))
-    log("no loadable certificate in the access data current[]")
-    return None
-
-
 def start_cloud(cfg, server, ca, folder):
     # The local server runs on without the link when the heap is too small.
+    from firmware import tls
+
+    if tls.ssl is None:
+        log("no cloud link: this MicroPython has no ssl module")
+        return
     try:
         from firmware.cloud import CloudLink
 
@@ -44,9 +23,6 @@ def start_cloud(cfg, server, ca, folder):
     except MemoryError:
         board.unload("cloud")
         log("no cloud link: not enough memory for it (see README, Memory)")
-        return
-    except ImportError:  # a build without TLS
-        log("no cloud link: this MicroPython has no ssl module")
         return
     if link.tls is None:  # the CA does not load (logged): like no CA file
         board.unload("cloud")
@@ -104,15 +80,13 @@ async def serve(cfg, loaded, folder):
 async def _start(loaded, folder):
     cfg, data, ca = loaded
     loaded.clear()
-    tls = tls_context(data)
-    from firmware.hub import Hub
+    from firmware import tls
+
+    context = tls.server_context(data, log)
     from firmware.server import Server
     from firmware.switches import Switches
 
-    switches = Switches(folder + "/switches.json", log)
-    hub = Hub(cfg, data, switches, log)
-    server = Server(cfg, hub, log)
-    server.tls = tls
+    server = Server(cfg, data, Switches(folder + "/switches.json", log), context, log)
     # Exits with status 3 when the WSS port cannot be bound: "ready" is
     # logged only with the WSS listener in place (or no certificate yet),
     # and a peer that cannot serve never opens the cloud link.

@@ -8,9 +8,8 @@
 # persisted atomically and put in force. The local server never waits on
 # any of this.
 import gc
-import ssl
 
-from firmware import board, rpc, store
+from firmware import board, rpc, store, tls
 from firmware.link import Link, LinkError, error_data, jitter, reason
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
@@ -26,7 +25,6 @@ class CloudLink(Link):
     def __init__(self, cfg, server, ca_der, access_path, log):
         super().__init__(cfg, cfg["cloud_url"], cfg["cloud_max_message"], log)
         self.server = server
-        self.hub = server.hub
         self.ca_der = ca_der
         self.path = access_path
         self.wanted = None  # a version the cloud announced that we lack
@@ -46,7 +44,7 @@ class CloudLink(Link):
     def down(self, why):
         self.log("cloud link down: %s" % why)
 
-    async def session(self):
+    async def work(self):
         reply = await self.call(LOGIN, {"hub": self.cfg["hub"], "token": self.cfg["cloud_token"]})
         if reply.get("error"):
             raise LinkError("login refused (%s)" % error_data(reply))
@@ -67,18 +65,12 @@ class CloudLink(Link):
         # None when the CA does not load: its PEM held a CERTIFICATE block
         # that the TLS stack does not parse. The CA is no secret, so the TLS
         # stack's words on it may be logged.
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if self.cfg["cloud_verify"]:
-            ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # (a stub gap)
-            try:
-                ctx.load_verify_locations(cadata=self.ca_der)
-            except (ValueError, OSError) as e:
-                self.log("cloud CA %s unusable (does not load: %s): no cloud link"
-                         % (self.cfg["cloud_ca"], reason(e)))
-                return None
-        else:
-            ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
-        return ctx
+        try:
+            return tls.client_context([self.ca_der] if self.cfg["cloud_verify"] else None)
+        except (ValueError, OSError) as e:
+            self.log("cloud CA %s unusable (does not load: %s): no cloud link"
+                     % (self.cfg["cloud_ca"], reason(e)))
+            return None
 
     async def request(self, msg):
         # A request from the cloud: only the credentials announcement.
@@ -93,7 +85,7 @@ class CloudLink(Link):
             await self.send_text(rpc.error(rid, method, e))
             return
         await self.send_text(rpc.result(rid, method, {}))
-        current = self.hub.access.version
+        current = self.server.access.version
         if current is None or version > current:
             self.wanted = version
             self.sync_at = ticks_ms()  # "soon", as the API asks
@@ -103,7 +95,7 @@ class CloudLink(Link):
 
     async def _sync(self):
         # True when the data is current afterwards.
-        current = self.hub.access.version
+        current = self.server.access.version
         params = {} if current is None else {"version": current}
         reply = await self.call(SYNC, params, api="3")
         if reply.get("error") or not isinstance(reply.get("result"), dict):
@@ -119,7 +111,7 @@ class CloudLink(Link):
     def _caught_up(self):
         # Whether the data reached the version the cloud announced; a cloud
         # that keeps serving less is believed after a few tries.
-        have = self.hub.access.version
+        have = self.server.access.version
         if self.wanted is None or (have is not None and have >= self.wanted):
             self.wanted = None
             self.wanted_tries = 0
@@ -146,7 +138,7 @@ class CloudLink(Link):
             return str(e)
         finally:
             board.unload("access")
-        current = self.hub.access.version
+        current = self.server.access.version
         if data.version is None:
             return "no version"
         if current is not None and data.version < current:
@@ -156,17 +148,15 @@ class CloudLink(Link):
             return None
         for p in problems:  # a bounded list (bounds.PROBLEMS_MAX)
             self.log("cloud data version %d: %s" % (data.version, p))
-        from firmware.app import tls_context
-
-        tls = tls_context(data)
-        if tls is None:
+        context = tls.server_context(data, self.log)
+        if context is None:
             return "no certificate set loads"
         try:
             # It holds the TLS key: owner-only where there are file modes.
             store.write_json(self.path, result, board.pause_point, True)
         except OSError as e:
             return "cannot persist (%s)" % e
-        await self.server.use_access(data, tls)
+        await self.server.use_access(data, context)
         self.log("access data version %d in force: %d user(s), %d peer(s) in %d ms"
                  % (data.version, len(data.clients), len(data.peers),
                     ticks_diff(ticks_ms(), started)))

@@ -5,6 +5,7 @@ import asyncio
 import gc
 
 from firmware import board, wire, ws
+from firmware.hub import Session
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 READ_CHUNK = 256
@@ -19,21 +20,16 @@ class Conn:
         self.raw = raw
         self.hub = server.hub
         self.cfg = server.cfg
+        self.log = server.log
         self.sock = sock
         self.stream = asyncio.StreamReader(sock)
         self.buf = bytearray(READ_CHUNK)
         ip, port = board.peer(addr)
-        self.addr = ip
         self.name = "%s:%d/%s" % (ip, port, "wss" if secure else "ws")
+        self.session = Session(self.name, ip)
         self.secure = secure
-        self.role = None
-        self.ident = None
-        self.proof = None  # digest of the token this session logged in with
-        self.since = 0  # time.time() of the login
-        self.fails = 0
         self.task = None
         self.why = "closed"  # for the log line at the end
-        self._close_reason = None
         self._stop = None  # (close code or None, why) once it must end
         # The clock's business: a deadline for the upgrade and the linger,
         # and while serving the time of the last frame, the login deadline
@@ -42,10 +38,6 @@ class Conn:
         self.last_rx = None
         self.login_by = 0
         self.ping_at = 0
-
-    # Called by the methods while a request is handled.
-    def close_after_reply(self, reason):
-        self._close_reason = reason
 
     def stop(self, code, why):
         # From another task: end this connection now, with a close frame of
@@ -67,7 +59,7 @@ class Conn:
         cfg = self.cfg
         if ticks_diff(now, ticks_add(self.last_rx, cfg["idle_timeout"] * 1000)) >= 0:
             self.stop(ws.CLOSE_GOING_AWAY, "idle timeout")
-        elif (self.role is None and not self.hub.switches.get("anonymous")
+        elif (self.session.role is None and not self.hub.switches.get("anonymous")
               and ticks_diff(now, self.login_by) >= 0):
             self.stop(ws.CLOSE_POLICY, "login timeout")
         elif ticks_diff(now, self.ping_at) >= 0 and wire.write_now(self.stream, PING):
@@ -88,7 +80,7 @@ class Conn:
             # mbedTLS leaves the TCP socket open after a failed handshake.
             self.raw.close()
             self.server.forget(self)
-            self.hub.log("%s %s" % (self.name, self.why))
+            self.log("%s %s" % (self.name, self.why))
             gc.collect()  # a quiet point: hand the connection's memory back whole
 
     async def _guarded(self, coro):
@@ -134,7 +126,7 @@ class Conn:
                     continue
                 key = ws.parse_request(head[:end])[1]
             except ws.HandshakeError as e:
-                self.hub.log("%s bad upgrade: %d %s" % (self.name, e.status, e.reason))
+                self.log("%s bad upgrade: %d %s" % (self.name, e.status, e.reason))
                 await self._send(ws.reject_response(e.status, e.reason))
                 await self._linger()
                 return None
@@ -181,10 +173,10 @@ class Conn:
     async def _event(self, op, payload):
         # True when the connection ends.
         if op == ws.OP_TEXT:
-            reply = await self.hub.handle(self, payload)
+            reply = await self.hub.handle(self.session, payload)
             await self._send(ws.encode(ws.OP_TEXT, reply))
-            if self._close_reason:
-                await self._close(ws.CLOSE_POLICY, self._close_reason)
+            if self.session.close_reason:
+                await self._close(ws.CLOSE_POLICY, self.session.close_reason)
                 return True
         elif op == ws.OP_BINARY:
             await self._close(ws.CLOSE_UNSUPPORTED, "binary messages not supported")

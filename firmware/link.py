@@ -5,7 +5,7 @@
 # Two tasks per link. The reader reads without a timeout (see wire.py),
 # decodes, answers pings and the other side's requests (request()), and
 # hands replies to whoever waits for them. The link's own task (run) dials,
-# backs off, and runs the subclass's session(), which calls the other side
+# backs off, and runs the subclass's work(), which calls the other side
 # and keeps time: pings after silence, deadlines, periodic work.
 import asyncio
 import errno
@@ -84,7 +84,7 @@ class Link:
         self.pinged = False
         self.opened = False  # the upgrade was accepted
         self.dead = None  # why the reader stopped
-        self.alarm = asyncio.Event()  # wakes the session: see wait()
+        self.alarm = asyncio.Event()  # wakes work(): see wait()
         self.waiting = {}  # request id -> Event set by its reply
         self.replies = {}  # request id -> the reply
         self.sending = asyncio.Lock()  # one drain at a time per stream
@@ -97,7 +97,7 @@ class Link:
             why = "closed"
             try:
                 await self.connect(self.tls)
-                await self.session()
+                await self.work()
             except Exception as e:  # MemoryError, or a bug, too: the link must live on
                 why = reason(e)
             finally:
@@ -109,7 +109,7 @@ class Link:
     def starting(self):
         pass
 
-    async def session(self):
+    async def work(self):
         # After the upgrade: the subclass's login and work, until it raises.
         raise NotImplementedError
 
@@ -269,7 +269,7 @@ class Link:
             except BaseException:
                 # A write cut short (a timeout, a cancelled caller) leaves
                 # part of a frame sent: the stream is unusable. The closed
-                # socket ends the reader, and the reader the session.
+                # socket ends the reader, and the reader work().
                 wire.socket(self.stream).close()
                 raise
 
@@ -294,7 +294,7 @@ class Link:
         return self.replies.pop(rid, None)
 
     async def call(self, method, params, api=None, rid=None):
-        # The session's requests: the reply within write_timeout, or LinkError.
+        # The requests of work(): the reply within write_timeout, or LinkError.
         req = {"id": rid, "method": method, "params": params}
         if api:
             req["api"] = api
@@ -318,7 +318,7 @@ class Link:
         return True
 
     async def keep(self, wait_ms):
-        # The session's idle time: up to wait_ms, pinging the other side
+        # The idle time of work(): up to wait_ms, pinging the other side
         # after half of idle_timeout in silence and giving it up after all
         # of it. LinkError once the link has ended.
         if self.dead:

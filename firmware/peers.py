@@ -8,7 +8,8 @@
 import asyncio
 import time
 
-from firmware import board, bounds, rpc
+from firmware import board, bounds, rpc, tls
+from firmware.hub import Session
 from firmware.link import Link, LinkError, error_data, reason
 from firmware.ticks import ticks_diff, ticks_ms
 
@@ -27,9 +28,9 @@ class PeerLink(Link):
         cfg = links.cfg
         url = cfg["peer_urls"].get(uuid) or "wss://HUB%s.local:%d" % (peer.serial, DEFAULT_PORT)
         super().__init__(cfg, url, cfg["peer_max_message"], links.log)
-        # As the caller of the requests the peer sends us (see request()).
         self.name = "peer %s" % peer.serial
-        self.role = self.ident = None
+        # The peer as the caller of the requests it sends us (see request()).
+        self.session = Session(self.name)
         self.hub = links.server.hub
         self.tls = links.tls
         self.uuid = uuid
@@ -51,7 +52,7 @@ class PeerLink(Link):
         self._enter(CONNECTING)
 
     def down(self, why):
-        self.role = self.ident = None
+        self.session = Session(self.name)
         self.error = why[:96]
         # The backoff ends only with a link that lasted: a peer that takes
         # the login and then drops us must not be redialled at once.
@@ -60,7 +61,7 @@ class PeerLink(Link):
         self.log("%s link down: %s (%s:%d)" % (self.name, self.error, self.host, self.port))
         self._enter(BACKING_OFF)
 
-    async def session(self):
+    async def work(self):
         started = ticks_ms()
         await self._login()
         # The peer's certificate chains to public_parent and names the
@@ -93,7 +94,7 @@ class PeerLink(Link):
         # The reader's: a login accepted is in force from the peer's next
         # message on, which may be a request sent right after its reply.
         if reply.get("id") == self.login_id and not reply.get("error"):
-            self.role, self.ident = "hub", self.uuid
+            self.session.role, self.session.ident = "hub", self.uuid
         super()._deliver(reply)
 
     async def request(self, msg):
@@ -101,10 +102,10 @@ class PeerLink(Link):
         # controller once we are logged in there, refused before. A
         # controller's methods change nothing, so nothing is left to do
         # after the reply.
-        if self.role is None:
+        if self.session.role is None:
             reply = rpc.error(msg.get("id"), msg.get("method"), rpc.fail("user.login.required"))
         else:
-            reply = await self.hub.handle(self, msg, True)
+            reply = await self.hub.handle(self.session, msg, True)
         await self.send_text(reply)
 
     async def forward(self, method, params):
@@ -143,13 +144,6 @@ def _answer(reply):
     raise rpc.fail("hub.peer.badanswer")
 
 
-def follow(server, data):
-    # The links follow the access data in force (server.use_access).
-    if server.hub.links is None:
-        server.hub.links = PeerLinks(server)
-    server.hub.links.update(data)
-
-
 class PeerLinks:
     def __init__(self, server):
         self.server = server
@@ -177,20 +171,14 @@ class PeerLinks:
     def _context(self, parents):
         # A client context that trusts only the peers' chain, or None.
         if not parents:
-            if self.server.hub.access.peers:
+            if self.server.access.peers:
                 self.log("no public_parent in the access data: no peer links")
             return None
-        import ssl
-
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # (a stub gap)
         try:
-            for der in parents:
-                ctx.load_verify_locations(cadata=der)
+            return tls.client_context(parents)
         except (ValueError, OSError) as e:
             self.log("public_parent does not load (%s): no peer links" % reason(e))
             return None
-        return ctx
 
     def _stop(self, uuid):
         link = self.links.pop(uuid)
@@ -217,7 +205,7 @@ class PeerLinks:
 
     def status(self):
         # One entry per peer and direction: what hub.peer.links.list reports.
-        peers = self.server.hub.access.peers
+        peers = self.server.access.peers
         idle = "not linked (%s)" % ("max_peer_links" if self.tls else "no public_parent")
         out = []
         for uuid, peer in peers.items():
@@ -227,8 +215,9 @@ class PeerLinks:
             else:
                 out.append(_entry(uuid, peer.serial, "out", link.state, link.changed, link.error))
         for conn in self.server.conns:
-            if conn.role == "hub" and conn.ident in peers:
-                out.append(_entry(conn.ident, peers[conn.ident].serial, "in", LOGGED_IN, conn.since, None))
+            who = conn.session
+            if who.role == "hub" and who.ident in peers:
+                out.append(_entry(who.ident, peers[who.ident].serial, "in", LOGGED_IN, who.since, None))
         return out
 
 

@@ -5,47 +5,55 @@ import asyncio
 
 from firmware import board, ws
 from firmware.conn import Conn
+from firmware.hub import Hub
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 TICK_MS = 250  # how late a deadline or a ping may be
 
 
 class Server:
-    def __init__(self, cfg, hub, log):
+    # The running peer: the access data and the TLS context in force, the
+    # listeners, the connections, the peer links, and the hub whose methods
+    # read them.
+    def __init__(self, cfg, access, switches, tls, log):
         self.cfg = cfg
-        self.hub = hub
         self.log = log
+        self.access = access
+        self.tls = tls
+        self.switches = switches
         self.conns = []
+        self.links = None  # peers.PeerLinks, once the access data names a peer
         self.listeners = {}  # "wss" / "ws" -> asyncio server
-        self.tls = None
         self.switching = asyncio.Lock()
         self.refused = 0  # refusals not yet logged
         self.refused_at = ticks_add(ticks_ms(), -1000)  # the first is logged at once
-        hub.on_switch = self.on_switch
-        hub.conn_count = lambda: len(self.conns)
+        self.hub = Hub(cfg, switches, log, self)
 
     async def use_access(self, data, tls):
         # New access data in force: its certificate for new connections (the
         # listener stays), sessions whose token it no longer holds end, and
         # the peer links follow it.
-        self.hub.access = data
+        self.access = data
         self.tls = tls
         if "wss" not in self.listeners:
             await self._listen("wss")
         for conn in list(self.conns):
-            digests = conn.role and data.digests(conn.role, conn.ident)
-            if conn.role and not (digests and conn.proof in digests):
+            who = conn.session
+            digests = who.role and data.digests(who.role, who.ident)
+            if who.role and not (digests and who.proof in digests):
                 conn.stop(ws.CLOSE_POLICY, "access revoked")
         self.follow_peers(data)
 
     def follow_peers(self, data):
         # The peer links' code loads only once the access data names a peer
         # to dial (max_peer_links 0 keeps it out of the heap).
-        if (data.peers and self.cfg["max_peer_links"]) or self.hub.links:
+        if (data.peers and self.cfg["max_peer_links"]) or self.links:
             try:
-                from firmware import peers
+                from firmware.peers import PeerLinks
 
-                peers.follow(self, data)
+                if self.links is None:
+                    self.links = PeerLinks(self)
+                self.links.update(data)
             except MemoryError:
                 self.log("no peer links: not enough memory for them (see README, Memory)")
 
@@ -55,7 +63,7 @@ class Server:
             await self._listen("wss")
         else:
             self.log("no WSS listener until a loadable certificate arrives")
-        if self.hub.switches.get("insecure"):
+        if self.switches.get("insecure"):
             await self._listen("ws")
 
     async def _listen(self, kind):
@@ -88,7 +96,7 @@ class Server:
 
     async def _accept(self, reader, kind):
         raw = sock = reader.s
-        if kind == "ws" and not self.hub.switches.get("insecure"):
+        if kind == "ws" and not self.switches.get("insecure"):
             sock.close()  # accepted just before the listener closed
             return
         if len(self.conns) >= self.cfg["max_connections"]:
@@ -139,13 +147,13 @@ class Server:
         if conn in self.conns:
             self.conns.remove(conn)
 
-    async def on_switch(self, name):
+    async def apply_switch(self, name):
         # Brings the plain listener in line with the stored switch, one change
         # at a time, whatever order concurrent requests finished in.
         if name != "insecure":
             return
         async with self.switching:
-            on = self.hub.switches.get("insecure")
+            on = self.switches.get("insecure")
             if on and "ws" not in self.listeners:
                 await self._listen("ws")
             elif not on and "ws" in self.listeners:
@@ -157,6 +165,6 @@ class Server:
         me = asyncio.current_task()
         for conn in [c for c in self.conns if not c.secure]:
             if conn.task is me:
-                conn.close_after_reply("insecure access disabled")
+                conn.session.close_reason = "insecure access disabled"
             else:
                 conn.stop(ws.CLOSE_GOING_AWAY, "insecure access disabled")
