@@ -2,10 +2,9 @@
 # server, run forever. The data is read before the server's modules are
 # imported: parsing it is the start-up's peak, and the heap is then emptiest.
 import asyncio
-import gc
 import sys
 
-from firmware import board
+from firmware import board, memory
 from firmware.board import log
 
 
@@ -21,11 +20,11 @@ def start_cloud(cfg, server, ca, folder):
 
         link = CloudLink(cfg, server, ca, folder + "/access.json", log)
     except MemoryError:
-        board.unload("cloud")
+        memory.release("cloud")
         log("no cloud link: not enough memory for it (see README, Memory)")
         return
     if link.tls is None:  # the CA does not load (logged): like no CA file
-        board.unload("cloud")
+        memory.release("cloud")
         return
     asyncio.create_task(link.run())
 
@@ -50,7 +49,7 @@ async def upkeep(cfg):
             await asyncio.sleep(5)
             board.watchdog()
             board.uptime_s()
-        gc.collect()  # a quiet point
+        memory.quiet()
         missing = not board.settled()
         if missing:
             try:
@@ -59,7 +58,7 @@ async def upkeep(cfg):
                 netup.up(cfg, 0)
             except Exception as e:  # MemoryError too: the feeding goes on
                 log("network set-up failed (%s: %s)" % (type(e).__name__, e))
-            board.unload("netup")
+            memory.release("netup")
         backoff = min(backoff * 2, 600) if missing else 15
 
 
@@ -71,7 +70,7 @@ async def serve(cfg, loaded, folder):
     await _start(loaded, folder)
     from firmware.hub import VERSION
 
-    gc.collect()  # start serving with the set-up's garbage gone
+    memory.quiet()  # start serving with the set-up's garbage gone
     log("peer %s (serial %s) version %s ready" % (cfg["hub"], cfg["serial"], VERSION))
     board.pause_point("serving")  # the host's tests of main.py: PEER_CRASH_AT
     await upkeep(cfg)
@@ -101,7 +100,7 @@ def main(argv):
 
     folder = datafolder.data_dir(argv)
     loaded = datafolder.load(folder)
-    board.unload("datafolder")  # needed at start-up only
+    memory.release("datafolder")
     if loaded is None:
         sys.exit(2)
     try:

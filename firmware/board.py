@@ -1,7 +1,6 @@
 # Everything that differs between an ESP32 and the host, with netup.py for
 # what only boot and its retries need (Wi-Fi join, host name, NTP). No other
 # firmware module imports machine, network or esp32.
-import gc
 import os
 import sys
 import time
@@ -55,10 +54,6 @@ def kernel():
 def localtime(secs=None):
     t = time.gmtime() if secs is None else time.gmtime(secs)  # gmtime(None) fails
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % t[:6]
-
-
-def heap():
-    return gc.mem_alloc(), gc.mem_free()
 
 
 def reset():
@@ -132,16 +127,4 @@ def log(msg):
     # One line per event on the console. Callers never pass secrets here.
     t = time.gmtime()
     sys.stdout.write("%02d:%02d:%02d %s\n" % (t[3], t[4], t[5], msg))
-
-
-def unload(*names):
-    # Code needed only now and then (parsing at start-up and at a sync)
-    # leaves the heap between uses; the next import loads it again.
-    import firmware
-
-    for name in names:
-        sys.modules.pop("firmware." + name, None)
-        if hasattr(firmware, name):
-            delattr(firmware, name)
-    gc.collect()
 

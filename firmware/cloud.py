@@ -7,9 +7,8 @@
 # periodically. A result is applied only once all of it is valid; then it is
 # persisted atomically and put in force. The local server never waits on
 # any of this.
-import gc
 
-from firmware import board, rpc, store, tls
+from firmware import board, memory, rpc, store, tls
 from firmware.link import Link, LinkError, error_data, jitter, reason
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
@@ -31,7 +30,7 @@ class CloudLink(Link):
         self.wanted_tries = 0
         self.sync_at = 0  # ticks when the next sync is due
         # Made once, while the heap is young: it needs a few KB in one piece.
-        gc.collect()
+        memory.room()
         self.tls = self._tls_context()
 
     # ---- the life of the link
@@ -137,7 +136,7 @@ class CloudLink(Link):
         except access.AccessError as e:
             return str(e)
         finally:
-            board.unload("access")
+            memory.release("access")
         current = self.server.access.version
         if data.version is None:
             return "no version"

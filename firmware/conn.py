@@ -2,9 +2,8 @@
 # Its task reads without a timeout (see wire.py); the server's clock keeps
 # its deadlines (tick) and sends its keepalive pings.
 import asyncio
-import gc
 
-from firmware import board, wire, ws
+from firmware import board, memory, wire, ws
 from firmware.hub import Session
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
@@ -81,7 +80,7 @@ class Conn:
             self.raw.close()
             self.server.forget(self)
             self.log("%s %s" % (self.name, self.why))
-            gc.collect()  # a quiet point: hand the connection's memory back whole
+            memory.quiet()  # hand the connection's memory back whole
 
     async def _guarded(self, coro):
         # The last words of a stopped connection: whatever goes wrong, or a

@@ -3,13 +3,12 @@
 # kept under LOG_MAX bytes: the oldest entries make room for the newest, so
 # a crash loop never fills the flash. Loaded only at a crash, when the heap
 # may be short and fragmented: the old log is copied in small pieces.
-import gc
 import io
 import os
 import sys
 import time
 
-from firmware import board
+from firmware import board, memory
 
 LOG_MAX = 4096
 ENTRY_MAX = 1024  # of a longer traceback, its end is kept: the error itself
@@ -22,7 +21,7 @@ def crashed(e, argv):
     # pause in which Ctrl-C stops a crash loop (the watchdog is off for
     # it), a reset.
     sys.print_exception(e)
-    gc.collect()
+    memory.quiet()
     try:
         board.log("crash logged to %s; resetting in 2 s" % write(e, argv))
     except Exception as err:  # a full or failing flash: reset all the same

@@ -1,7 +1,7 @@
 # The data folder as start-up reads it: config.json, access.json (or its
 # previous copy) and the cloud's CA. Its code, and that of config.py and
 # access.py, leaves the heap once start-up is done.
-from firmware import board, store
+from firmware import memory, store
 from firmware.board import log
 
 ACCESS_MAX = 65536
@@ -57,8 +57,7 @@ def load(folder):
         log(str(e))
         return None
     finally:
-        # Needed at start-up (and at a sync) only: their code leaves the heap.
-        board.unload("config", "access")
+        memory.release("config", "access")
 
 
 def data_dir(argv):

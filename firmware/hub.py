@@ -1,10 +1,9 @@
 # The methods this peer answers, and who may call them.
 import asyncio
-import gc
 import json
 import time
 
-from firmware import auth, board, bounds, rpc
+from firmware import auth, board, bounds, memory, rpc
 
 VERSION = "0.1.0"
 
@@ -135,7 +134,7 @@ class Hub:
             res["localtime"] = board.localtime()
             # GC heap free now, without a collection (hub.diagnostics.get
             # collects first): cheap enough for every call.
-            res["freeMemory"] = board.heap()[1]
+            res["freeMemory"] = memory.heap()[1]
         return res
 
     async def set_switch(self, session, name, params):
@@ -153,11 +152,9 @@ class Hub:
         return {}
 
     def diagnostics(self):
-        # Heap after a collection, so the figure is what the peer really holds.
-        gc.collect()
-        alloc, free = board.heap()
+        alloc, free = memory.heap(collect=True)
         return {"heapAlloc": alloc, "heapFree": free,
-                "connections": len(self.shell.conns)}
+                "connections": len(self.shell.conns), "modules": memory.resident()}
 
 
 # Kinds in order of who may call them: up to _PUBLIC anyone, up to

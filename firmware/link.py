@@ -9,12 +9,11 @@
 # and keeps time: pings after silence, deadlines, periodic work.
 import asyncio
 import errno
-import gc
 import json
 import os
 import socket
 
-from firmware import wire, ws, wsclient
+from firmware import memory, wire, ws, wsclient
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 BACKOFF_MIN_MS = 1000
@@ -102,7 +101,7 @@ class Link:
                 why = reason(e)
             finally:
                 self.close()
-                gc.collect()
+                memory.quiet()
             self.down(why)
             await self.backoff()
 

@@ -5,7 +5,7 @@
 # heap.
 import time
 
-from firmware import board
+from firmware import board, memory
 from firmware.board import log
 
 # boot.py waits this long for Wi-Fi, then main.py starts and the upkeep
@@ -27,7 +27,7 @@ def boot(argv):
         log("boot: %s: no network set-up" % e)
     except Exception as e:
         log("boot: network set-up failed (%s: %s)" % (type(e).__name__, e))
-    board.unload("netup", "config", "datafolder")
+    memory.release("netup", "config", "datafolder")
 
 
 def up(cfg, wait_s):

@@ -1,0 +1,36 @@
+"""The memory policy (firmware/memory.py) on the running firmware: which
+modules stay in the heap after start-up, and after a sync."""
+from firmware import memory
+from host_tests.peer import call
+
+# The server's code: what a peer without links keeps while it serves.
+SERVING = {"app", "auth", "board", "bounds", "conn", "hub", "memory", "rpc", "server",
+           "store", "switches", "ticks", "tls", "wire", "ws"}
+# Loaded only with a link: the cloud link's and the peer links' code.
+LINKS = {"cloud", "link", "wsclient", "peers"}
+
+
+def resident(peer):
+    with peer.connect() as ws:
+        assert peer.login(ws)["error"] is None
+        return set(call(ws, "hub.diagnostics.get")["result"]["modules"])
+
+
+def test_after_start_up_only_the_servers_code_is_resident(peer):
+    assert resident(peer) == SERVING
+    assert not resident(peer) & set(memory.TRANSIENT)
+
+
+def test_after_a_sync_the_parsers_are_gone_again(cloud, run_folder):
+    from tools.labcloud import db as lab
+
+    uuid, folder = cloud.controller(sync_interval=3600)
+    peer = run_folder(folder)
+    peer.wait_log("cloud link up")
+    mark = peer.mark()
+    user, token = lab.add_user(cloud.db, uuid)  # the cloud announces it, the peer syncs
+    peer.wait_log(r"access data version \d+ in force", since=mark)
+    peer.users = {user: [token]}
+    held = resident(peer)
+    assert held == SERVING | {"cloud", "link", "wsclient"}, held
+    assert not held & set(memory.TRANSIENT)
