@@ -116,21 +116,16 @@ class Conn:
 
     async def _upgrade(self):
         # Returns the bytes that followed the request head, or None.
-        head = bytearray()  # grows in place: a small heap fragments less
-        while True:
-            head.extend(await self._read())
-            try:
-                end = ws.head_complete(head)
-                if end < 0:
-                    continue
-                key = ws.parse_request(head[:end])[1]
-            except ws.HandshakeError as e:
-                self.log("%s bad upgrade: %d %s" % (self.name, e.status, e.reason))
-                await self._send(ws.reject_response(e.status, e.reason))
-                await self._linger()
-                return None
-            await self._send(ws.accept_response(key))
-            return bytes(head[end:])
+        try:
+            head, end = await wire.read_head(self.stream, self.buf)
+            key = ws.parse_request(head[:end])[1]
+        except ws.HandshakeError as e:
+            self.log("%s bad upgrade: %d %s" % (self.name, e.status, e.reason))
+            await self._send(ws.reject_response(e.status, e.reason))
+            await self._linger()
+            return None
+        await self._send(ws.accept_response(key))
+        return bytes(head[end:])
 
     async def _linger(self):
         # Closing with unread input makes TCP reset the connection, and the

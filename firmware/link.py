@@ -216,13 +216,8 @@ class Link:
 
     async def _upgraded(self, key):
         # Reads the server's answer to the upgrade; returns what followed it.
-        head = bytearray()
-        while True:
-            head.extend(await self._read())
-            end = ws.head_complete(head)
-            if end >= 0:
-                break
         try:
+            head, end = await wire.read_head(self.stream, self.buf)
             wsclient.check_response(head[:end], key)
         except ws.HandshakeError as e:
             raise LinkError("upgrade refused: %d %s" % (e.status, e.reason))

@@ -11,6 +11,8 @@
 # byte is taken from it.
 import asyncio
 
+from firmware import ws
+
 
 async def read(stream, buf):
     # How many bytes were read into buf (at least one); EOFError when the
@@ -22,6 +24,19 @@ async def read(stream, buf):
             raise EOFError
         if n is not None:
             return n
+
+
+async def read_head(stream, buf):
+    # An HTTP head (the upgrade's request or answer): (head, end), where
+    # head[:end] is the head and the rest what followed it. HandshakeError
+    # (431) when it grows past ws.HEADER_MAX without ending.
+    head = bytearray()  # grows in place: a small heap fragments less
+    while True:
+        n = await read(stream, buf)
+        head.extend(memoryview(buf)[:n])
+        end = ws.head_complete(head)
+        if end >= 0:
+            return head, end
 
 
 def writing(stream):
