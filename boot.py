@@ -3,6 +3,6 @@
 # Its code leaves the heap before main.py starts.
 import sys
 
-import firmware.netup
+import firmware.seam.netup
 
-firmware.netup.boot(sys.argv)
+firmware.seam.netup.boot(sys.argv)

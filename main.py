@@ -7,7 +7,7 @@
 # resetting would only fail the same way again.
 import sys
 
-from firmware import app
+from firmware.shell import app
 
 try:
     app.main(sys.argv)  # returns after Ctrl-C
@@ -20,7 +20,7 @@ except Exception as e:
         import asyncio
 
         asyncio.new_event_loop()  # drops the tasks: room for the crash log's code
-        from firmware import crashlog
+        from firmware.seam import crashlog
 
         crashlog.crashed(e, sys.argv)
     except KeyboardInterrupt:  # someone breaking a crash loop gets the REPL

@@ -1,4 +1,4 @@
-"""firmware.access: PEM to DER, token digests, and parse() of the sync data."""
+"""firmware.core.access: PEM to DER, token digests, and parse() of the sync data."""
 import datetime
 import hashlib
 
@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from firmware import access, bounds
-from firmware.access import AccessError
+from firmware.core import access, bounds
+from firmware.core.access import AccessError
 
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER

@@ -1,10 +1,10 @@
-"""Token digests, constant-work checks and the login throttle (firmware.auth)
+"""Token digests, constant-work checks and the login throttle (firmware.core.auth)
 under CPython."""
 import hashlib
 
 import pytest
 
-from firmware import auth
+from firmware.core import auth
 
 
 def d(token):

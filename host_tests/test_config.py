@@ -1,9 +1,9 @@
-"""config.json parsing and loading (firmware.config) under CPython."""
+"""config.json parsing and loading (firmware.flash.config) under CPython."""
 import json
 
 import pytest
 
-from firmware import config
+from firmware.flash import config
 
 MINIMAL = {"hub": "3f2d1c3e-6a51-4d1e-9b55-1a2b3c4d5e6f", "serial": "70010042"}
 INT_KEYS = sorted(k for k, v in config.DEFAULTS.items()

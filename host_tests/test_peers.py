@@ -3,8 +3,9 @@ the access data (plan), what a peer's answer becomes (_answer), and the
 client link's helpers. The links themselves run in test_e2e_peers.py."""
 import pytest
 
-from firmware import link, peers, rpc
-from firmware.auth import Peer
+from firmware.core import rpc
+from firmware.shell import link, peers
+from firmware.core.auth import Peer
 
 A, B, C = "uuid-a", "uuid-b", "uuid-c"
 

@@ -1,4 +1,4 @@
-"""The JSON-RPC envelope (firmware.rpc) under CPython: parsing requests,
+"""The JSON-RPC envelope (firmware.core.rpc) under CPython: parsing requests,
 reading parameters, and the exact reply shapes of API-NOTES."""
 import json
 import os
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from firmware import rpc
+from firmware.core import rpc
 from host_tests.proc import ROOT
 
 NOTFOUND = (-32600, "Bad request", "rpc.params.notfound")

@@ -1,4 +1,4 @@
-"""firmware.store: JSON files that survive a power cut at any step of a write."""
+"""firmware.flash.store: JSON files that survive a power cut at any step of a write."""
 import builtins
 import errno
 import json
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from firmware import store
+from firmware.flash import store
 
 STEPS = ["tmp_written", "prev_removed", "current_moved", "done"]
 OLD = {"version": 1, "clients": {"u": ["a" * 64]}}

@@ -1,4 +1,4 @@
-"""Host tests for firmware/ws.py, cross-checked against wsproto (and MicroPython)."""
+"""Host tests for firmware/core/ws.py, cross-checked against wsproto (and MicroPython)."""
 
 import base64
 import hashlib
@@ -23,7 +23,7 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import FrameProtocol
 
-from firmware import ws, wsclient
+from firmware.core import ws, wsclient
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 section 1.3

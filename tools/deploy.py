@@ -5,7 +5,7 @@
     python -m tools.deploy repl|logs|reset --port PORT [--dry-run]
     python -m tools.deploy flash --port PORT --firmware FILE.bin [--chip esp32|esp32s3|esp32c3] [--dry-run]
 
-`deploy` copies what `make build` put in build/board (firmware/*.mpy,
+`deploy` copies what `make build` put in build/board (firmware/**/*.mpy,
 boot.py, main.py) to the board with mpremote; `provision` copies a data
 folder's files to :data/. `--dry-run` prints the file list and the exact
 commands, one per line, and runs nothing. Otherwise the commands run one
@@ -51,8 +51,10 @@ def _shown(path):
 def board_files(build=BUILD, sources=SOURCES):
     """The files the board needs, as paths relative to build (POSIX form).
 
-    Only firmware/*.mpy, boot.py and main.py: nothing else in the build
+    Only firmware/**/*.mpy, boot.py and main.py: nothing else in the build
     folder is ever listed. Refuses a missing, incomplete or stale build.
+    Modules are named by their path under firmware/ without the suffix
+    ("core/ws").
     """
     build = Path(build)
     hint = "run `make build` first (ARCH=xtensawin for ESP32/ESP32-S3, ARCH=rv32imc for ESP32-C3)"
@@ -61,8 +63,8 @@ def board_files(build=BUILD, sources=SOURCES):
     missing = [name for name in ENTRY if not (build / name).is_file()]
     if missing:
         raise Refused("%s missing from %s: %s" % (", ".join(missing), _shown(build), hint))
-    built = {p.stem: p for p in (build / "firmware").glob("*.mpy")}
-    wanted = {p.stem: p for p in Path(sources).glob("*.py")}
+    built = _modules(build / "firmware", ".mpy")
+    wanted = _modules(Path(sources), ".py")
     if set(built) != set(wanted):
         lost = sorted(set(wanted) - set(built))
         extra = sorted(set(built) - set(wanted))
@@ -81,6 +83,11 @@ def board_files(build=BUILD, sources=SOURCES):
     if stale:
         raise Refused("changed since the build: %s: %s" % (", ".join(stale), hint))
     return list(ENTRY) + ["firmware/%s.mpy" % n for n in sorted(built)]
+
+
+def _modules(folder, suffix):
+    return {p.relative_to(folder).as_posix()[: -len(suffix)]: p
+            for p in folder.rglob("*" + suffix)}
 
 
 def data_files(folder):
@@ -113,22 +120,25 @@ def _mpremote(port, *args):
     return ["mpremote", "connect", port] + list(args)
 
 
-def _ensure_dir_and_prune(folder, keep):
-    """One mpremote exec: make :folder if missing, remove its files not in keep.
+def _ensure_dirs_and_prune(keep):
+    """One mpremote exec: make the folders of the files in keep where missing,
+    and remove every other file in them.
 
     Pruning matters: MicroPython imports NAME.py before NAME.mpy, so a source
-    left from an earlier copy would shadow the new compiled module.
+    left from an earlier copy (or from an older layout) would shadow the new
+    compiled module.
     """
-    code = ('import os; "{d}" in os.listdir() or os.mkdir("{d}"); '
-            '[os.remove("{d}/" + n) for n in os.listdir("{d}") if n not in "{keep}".split()]'
-            .format(d=folder, keep=" ".join(keep)))
-    return code
+    dirs = sorted({f.rsplit("/", 1)[0] for f in keep})  # parents first
+    return ("import os;K={keep!r};D={dirs!r};"
+            "[d.split('/')[-1] in os.listdir(*d.split('/')[:-1]) or os.mkdir(d) for d in D];"
+            "[os.remove(d+'/'+n) for d in D for n in os.listdir(d) if d+'/'+n not in K+D]"
+            .format(keep=list(keep), dirs=dirs))
 
 
 def deploy_plan(port, build=BUILD, sources=SOURCES):
     files = board_files(build, sources)
-    keep = [f.split("/", 1)[1] for f in files if f.startswith("firmware/")]
-    cmds = [_mpremote(port, "exec", _ensure_dir_and_prune("firmware", keep))]
+    keep = [f for f in files if f.startswith("firmware/")]
+    cmds = [_mpremote(port, "exec", _ensure_dirs_and_prune(keep))]
     for f in files:
         cmds.append(_mpremote(port, "fs", "cp", _shown(Path(build) / f), ":" + f))
     return files, cmds

@@ -4,7 +4,7 @@
 import hashlib
 import os
 
-from firmware.ticks import ticks_diff, ticks_ms
+from firmware.core.ticks import ticks_diff, ticks_ms
 
 DIGEST_LEN = 32
 

@@ -1,8 +1,9 @@
 # The data folder as start-up reads it: config.json, access.json (or its
 # previous copy) and the cloud's CA. Its code, and that of config.py and
 # access.py, leaves the heap once start-up is done.
-from firmware import memory, store
-from firmware.board import log
+from firmware.flash import store
+from firmware.seam import memory
+from firmware.seam.board import log
 
 ACCESS_MAX = 65536
 
@@ -45,7 +46,8 @@ def load(folder):
     # configuration is unusable. A list: app empties it once the server
     # holds what it needs, so that no stale reference keeps the start-up
     # data in the heap.
-    from firmware import access, config
+    from firmware.core import access
+    from firmware.flash import config
 
     try:
         cfg = config.load(folder + "/config.json")
@@ -57,7 +59,7 @@ def load(folder):
         log(str(e))
         return None
     finally:
-        memory.release("config", "access")
+        memory.release("flash.config", "core.access")
 
 
 def data_dir(argv):

@@ -13,8 +13,10 @@ import json
 import os
 import socket
 
-from firmware import memory, wire, ws, wsclient
-from firmware.ticks import ticks_add, ticks_diff, ticks_ms
+from firmware.core import ws, wsclient
+from firmware.seam import memory
+from firmware.shell import wire
+from firmware.core.ticks import ticks_add, ticks_diff, ticks_ms
 
 BACKOFF_MIN_MS = 1000
 RESOLVE_EVERY = 8  # failed connects before a name is looked up again
@@ -58,7 +60,7 @@ def reason(e):
     # never carries secrets; of anything else only the type and place.
     if isinstance(e, (LinkError, OSError, EOFError, ValueError, asyncio.TimeoutError)):
         return str(e).strip() or type(e).__name__
-    from firmware import faults
+    from firmware.seam import faults
 
     return faults.describe(e)
 

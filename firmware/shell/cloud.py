@@ -8,9 +8,12 @@
 # persisted atomically and put in force. The local server never waits on
 # any of this.
 
-from firmware import board, memory, rpc, store, tls
-from firmware.link import Link, LinkError, error_data, jitter, reason
-from firmware.ticks import ticks_add, ticks_diff, ticks_ms
+from firmware.core import rpc
+from firmware.flash import store
+from firmware.seam import board, memory
+from firmware.shell import tls
+from firmware.shell.link import Link, LinkError, error_data, jitter, reason
+from firmware.core.ticks import ticks_add, ticks_diff, ticks_ms
 
 WANTED_TRIES = 3  # syncs that may miss an announced version before it is let go
 UPDATED = "hub.offline.credentials.updated"
@@ -125,7 +128,7 @@ class CloudLink(Link):
 
     async def _apply(self, result, started):
         # Returns why the result was refused, or None once it is in force.
-        from firmware import access
+        from firmware.core import access
 
         # Refused whole only for what makes the data unusable as a whole (its
         # shape, a section missing, a limit, no version, a rollback, no
@@ -136,7 +139,7 @@ class CloudLink(Link):
         except access.AccessError as e:
             return str(e)
         finally:
-            memory.release("access")
+            memory.release("core.access")
         current = self.server.access.version
         if data.version is None:
             return "no version"

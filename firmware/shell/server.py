@@ -3,10 +3,11 @@
 # One clock keeps every connection's deadlines and pings.
 import asyncio
 
-from firmware import board, ws
-from firmware.conn import Conn
-from firmware.hub import Hub
-from firmware.ticks import ticks_add, ticks_diff, ticks_ms
+from firmware.core import ws
+from firmware.seam import board
+from firmware.shell.conn import Conn
+from firmware.shell.hub import Hub
+from firmware.core.ticks import ticks_add, ticks_diff, ticks_ms
 
 TICK_MS = 250  # how late a deadline or a ping may be
 
@@ -49,7 +50,7 @@ class Server:
         # to dial (max_peer_links 0 keeps it out of the heap).
         if (data.peers and self.cfg["max_peer_links"]) or self.links:
             try:
-                from firmware.peers import PeerLinks
+                from firmware.shell.peers import PeerLinks
 
                 if self.links is None:
                     self.links = PeerLinks(self)

@@ -16,16 +16,17 @@
 import gc
 import sys
 
-TRANSIENT = ("datafolder", "config", "access", "netup", "crashlog")
+TRANSIENT = ("flash.datafolder", "flash.config", "core.access", "seam.netup", "seam.crashlog")
 
 
 def release(*names):
-    import firmware
-
+    # Modules by their name under firmware ("core.access").
     for name in names:
         sys.modules.pop("firmware." + name, None)
-        if hasattr(firmware, name):
-            delattr(firmware, name)
+        layer, _, module = name.partition(".")
+        package = sys.modules.get("firmware." + layer)
+        if package is not None and hasattr(package, module):
+            delattr(package, module)
     gc.collect()
 
 
@@ -47,5 +48,6 @@ def heap(collect=False):
 
 
 def resident():
-    # The firmware's modules in the heap now, by name.
-    return sorted(name[9:] for name in sys.modules if name.startswith("firmware."))
+    # The firmware's modules in the heap now, by their name under firmware.
+    return sorted(name[9:] for name in sys.modules
+                  if name.startswith("firmware.") and name.count(".") == 2)

@@ -3,7 +3,8 @@ import asyncio
 import json
 import time
 
-from firmware import auth, board, bounds, memory, rpc
+from firmware.core import auth, bounds, rpc
+from firmware.seam import board, memory
 
 VERSION = "0.1.0"
 
@@ -57,7 +58,7 @@ class Hub:
             return rpc.error(rid, method, rpc.fail("hub.memory.exhausted"))
         except Exception as e:  # a bug here must not take the connection down
             # The type and place only: a message could quote a parameter.
-            from firmware import faults
+            from firmware.seam import faults
 
             self.log("%s %s failed: %s" % (session.name, method, faults.describe(e)))
             return rpc.error(rid, method, rpc.fail("hub.internal.error"))

@@ -4,27 +4,27 @@
 import asyncio
 import sys
 
-from firmware import board, memory
-from firmware.board import log
+from firmware.seam import board, memory
+from firmware.seam.board import log
 
 
 def start_cloud(cfg, server, ca, folder):
     # The local server runs on without the link when the heap is too small.
-    from firmware import tls
+    from firmware.shell import tls
 
     if tls.ssl is None:
         log("no cloud link: this MicroPython has no ssl module")
         return
     try:
-        from firmware.cloud import CloudLink
+        from firmware.shell.cloud import CloudLink
 
         link = CloudLink(cfg, server, ca, folder + "/access.json", log)
     except MemoryError:
-        memory.release("cloud")
+        memory.release("shell.cloud")
         log("no cloud link: not enough memory for it (see README, Memory)")
         return
     if link.tls is None:  # the CA does not load (logged): like no CA file
-        memory.release("cloud")
+        memory.release("shell.cloud")
         return
     asyncio.create_task(link.run())
 
@@ -53,12 +53,12 @@ async def upkeep(cfg):
         missing = not board.settled()
         if missing:
             try:
-                from firmware import netup
+                from firmware.seam import netup
 
                 netup.up(cfg, 0)
             except Exception as e:  # MemoryError too: the feeding goes on
                 log("network set-up failed (%s: %s)" % (type(e).__name__, e))
-            memory.release("netup")
+            memory.release("seam.netup")
         backoff = min(backoff * 2, 600) if missing else 15
 
 
@@ -68,7 +68,7 @@ async def serve(cfg, loaded, folder):
     # slot of a long-lived frame would pin them: MicroPython's GC is
     # conservative), so the first sync that replaces them frees them.
     await _start(loaded, folder)
-    from firmware.hub import VERSION
+    from firmware.shell.hub import VERSION
 
     memory.quiet()  # start serving with the set-up's garbage gone
     log("peer %s (serial %s) version %s ready" % (cfg["hub"], cfg["serial"], VERSION))
@@ -79,11 +79,11 @@ async def serve(cfg, loaded, folder):
 async def _start(loaded, folder):
     cfg, data, ca = loaded
     loaded.clear()
-    from firmware import tls
+    from firmware.shell import tls
 
     context = tls.server_context(data, log)
-    from firmware.server import Server
-    from firmware.switches import Switches
+    from firmware.shell.server import Server
+    from firmware.flash.switches import Switches
 
     server = Server(cfg, data, Switches(folder + "/switches.json", log), context, log)
     # Exits with status 3 when the WSS port cannot be bound: "ready" is
@@ -96,11 +96,11 @@ async def _start(loaded, folder):
 
 
 def main(argv):
-    from firmware import datafolder
+    from firmware.flash import datafolder
 
     folder = datafolder.data_dir(argv)
     loaded = datafolder.load(folder)
-    memory.release("datafolder")
+    memory.release("flash.datafolder")
     if loaded is None:
         sys.exit(2)
     try:

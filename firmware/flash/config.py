@@ -3,7 +3,7 @@
 import json
 import os
 
-from firmware import bounds
+from firmware.core import bounds
 
 # Limits sized for an ESP32 without PSRAM (see README, "Limits").
 DEFAULTS = {

@@ -1,6 +1,6 @@
 # The anonymous/insecure access switches, persisted in the data folder.
 # A missing or corrupt file means both off: the safe side.
-from firmware import store
+from firmware.flash import store
 
 NAMES = ("anonymous", "insecure")
 

@@ -2,7 +2,7 @@
 # "error": null on success, {code, message, data} with "result": null on error.
 import json
 
-from firmware import bounds
+from firmware.core import bounds
 
 PARSE_ERROR = -32700
 BAD_REQUEST = -32600

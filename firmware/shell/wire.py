@@ -11,7 +11,7 @@
 # byte is taken from it.
 import asyncio
 
-from firmware import ws
+from firmware.core import ws
 
 
 async def read(stream, buf):

@@ -5,8 +5,8 @@
 # heap.
 import time
 
-from firmware import board, memory
-from firmware.board import log
+from firmware.seam import board, memory
+from firmware.seam.board import log
 
 # boot.py waits this long for Wi-Fi, then main.py starts and the upkeep
 # retries. Under the 10 s mpremote allows a soft reset, so deploying to a
@@ -18,8 +18,8 @@ NTP_TIMEOUT_S = 1
 def boot(argv):
     # boot.py's work. Never raises but for Ctrl-C: MicroPython may skip
     # main.py after a boot.py that failed.
-    from firmware import config
-    from firmware.datafolder import data_dir
+    from firmware.flash import config
+    from firmware.flash.datafolder import data_dir
 
     try:
         up(config.load(data_dir(argv) + "/config.json"), WAIT_S)
@@ -27,7 +27,7 @@ def boot(argv):
         log("boot: %s: no network set-up" % e)
     except Exception as e:
         log("boot: network set-up failed (%s: %s)" % (type(e).__name__, e))
-    memory.release("netup", "config", "datafolder")
+    memory.release("seam.netup", "flash.config", "flash.datafolder")
 
 
 def up(cfg, wait_s):

@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-from firmware.ticks import ticks_diff, ticks_ms
+from firmware.core.ticks import ticks_diff, ticks_ms
 
 try:
     import machine

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from firmware import board, memory
+from firmware.seam import board, memory
 
 LOG_MAX = 4096
 ENTRY_MAX = 1024  # of a longer traceback, its end is kept: the error itself
@@ -33,7 +33,7 @@ def crashed(e, argv):
 
 def write(e, argv):
     # Appends e's entry; returns the log's path.
-    from firmware.datafolder import data_dir
+    from firmware.flash.datafolder import data_dir
 
     folder = data_dir(argv)
     path = folder[:folder.rfind("/") + 1] + "crash.log"

@@ -8,10 +8,12 @@
 import asyncio
 import time
 
-from firmware import board, bounds, rpc, tls
-from firmware.hub import Session
-from firmware.link import Link, LinkError, error_data, reason
-from firmware.ticks import ticks_diff, ticks_ms
+from firmware.core import bounds, rpc
+from firmware.seam import board
+from firmware.shell import tls
+from firmware.shell.hub import Session
+from firmware.shell.link import Link, LinkError, error_data, reason
+from firmware.core.ticks import ticks_diff, ticks_ms
 
 DEFAULT_PORT = 17000  # where a controller found by its .local name listens
 FORWARDS = 2  # hub.peer.call requests in flight per link

@@ -4,7 +4,7 @@
 import binascii
 import os
 
-from firmware.ws import HandshakeError, accept_key, is_upgrade, split_head
+from firmware.core.ws import HandshakeError, accept_key, is_upgrade, split_head
 
 
 def new_key():

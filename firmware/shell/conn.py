@@ -3,9 +3,11 @@
 # its deadlines (tick) and sends its keepalive pings.
 import asyncio
 
-from firmware import board, memory, wire, ws
-from firmware.hub import Session
-from firmware.ticks import ticks_add, ticks_diff, ticks_ms
+from firmware.core import ws
+from firmware.seam import board, memory
+from firmware.shell import wire
+from firmware.shell.hub import Session
+from firmware.core.ticks import ticks_add, ticks_diff, ticks_ms
 
 READ_CHUNK = 256
 LINGER_MS = 500
@@ -97,7 +99,7 @@ class Conn:
             return "connection lost"
         if isinstance(e, MemoryError):
             return "closed: out of memory"
-        from firmware import faults
+        from firmware.seam import faults
 
         return "closed: internal error %s" % faults.describe(e)  # a bug: log it, free the slot
 

@@ -10,8 +10,8 @@ import binascii
 
 # The records live in auth, which stays loaded: this module's code leaves
 # the heap after start-up, and methods defined here would pin it there.
-from firmware import bounds
-from firmware.auth import Access, Peer, digest  # noqa: F401 (re-exported)
+from firmware.core import bounds
+from firmware.core.auth import Access, Peer, digest  # noqa: F401 (re-exported)
 
 
 class AccessError(ValueError):
