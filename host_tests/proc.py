@@ -31,16 +31,20 @@ class _Output:
 
 class LoggedProcess:
     proc = None
+    group = False
     lines = ()
     _out = None
 
-    def spawn(self, args, env=None):
+    def spawn(self, args, env=None, group=False):
         # Each run has its own output: a late line of the last one never
-        # lands in this one's.
+        # lands in this one's. GROUP makes it lead a process group of its
+        # own, so that stop() can Ctrl-C it and its children as a terminal
+        # does.
         self._out = _Output()
         self.lines = self._out.lines
+        self.group = group
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=group,
                                      env=dict(os.environ, **(env or {})))
         self._pump = threading.Thread(target=self._out.pump, args=(self.proc.stdout,), daemon=True)
         self._pump.start()
@@ -104,13 +108,16 @@ class LoggedProcess:
         self.proc.wait()
         self._drain()
 
-    def stop(self):
-        """Ctrl-C, and a kill after 10 s; returns the exit status, with all
-        the output read."""
+    def stop(self, timeout=10):
+        """Ctrl-C (to the whole group, if it leads one), and a kill after
+        TIMEOUT seconds; returns the exit status, with all the output read."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            if self.group:
+                os.killpg(self.proc.pid, signal.SIGINT)
+            else:
+                self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(10)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

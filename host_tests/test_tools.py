@@ -309,8 +309,14 @@ class Demo(LoggedProcess):
 
     def __init__(self, var, port, cloud_port):
         self.var, self.port, self.cloud_port = str(var), port, cloud_port
+        # Its own process group: stop() is then a terminal's Ctrl-C, which
+        # reaches the cloud and the peer too, as `make run` expects.
         self.spawn([sys.executable, "-u", "-m", "tools.demo", "--dir", self.var,
-                    "--port", str(port), "--cloud-port", str(cloud_port)])
+                    "--port", str(port), "--cloud-port", str(cloud_port)], group=True)
+
+    def stop(self, timeout=20):
+        # make run takes up to 9 s to stop everything: margin on a loaded machine.
+        return super().stop(timeout)
 
     def taken(self):
         """True when it stopped because a port was taken (exit status 3)."""
