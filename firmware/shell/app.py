@@ -82,8 +82,8 @@ async def _start(loaded, folder):
     from firmware.shell import tls
 
     context = tls.server_context(data, log)
-    from firmware.shell.server import Server
     from firmware.flash.switches import Switches
+    from firmware.shell.server import Server
 
     server = Server(cfg, data, Switches(folder + "/switches.json", log), context, log)
     # Exits with status 3 when the WSS port cannot be bound: "ready" is

@@ -9,11 +9,11 @@
 # any of this.
 
 from firmware.core import rpc
+from firmware.core.ticks import ticks_add, ticks_diff, ticks_ms
 from firmware.flash import store
 from firmware.seam import board, memory
 from firmware.shell import tls
 from firmware.shell.link import Link, LinkError, error_data, jitter, reason
-from firmware.core.ticks import ticks_add, ticks_diff, ticks_ms
 
 WANTED_TRIES = 3  # syncs that may miss an announced version before it is let go
 UPDATED = "hub.offline.credentials.updated"

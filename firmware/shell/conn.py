@@ -4,10 +4,10 @@
 import asyncio
 
 from firmware.core import ws
+from firmware.core.ticks import ticks_add, ticks_diff, ticks_ms
 from firmware.seam import board, memory
 from firmware.shell import wire
 from firmware.shell.hub import Session
-from firmware.core.ticks import ticks_add, ticks_diff, ticks_ms
 
 READ_CHUNK = 256
 LINGER_MS = 500

@@ -14,9 +14,9 @@ import os
 import socket
 
 from firmware.core import ws, wsclient
+from firmware.core.ticks import ticks_add, ticks_diff, ticks_ms
 from firmware.seam import memory
 from firmware.shell import wire
-from firmware.core.ticks import ticks_add, ticks_diff, ticks_ms
 
 BACKOFF_MIN_MS = 1000
 RESOLVE_EVERY = 8  # failed connects before a name is looked up again

@@ -9,11 +9,11 @@ import asyncio
 import time
 
 from firmware.core import bounds, rpc
+from firmware.core.ticks import ticks_diff, ticks_ms
 from firmware.seam import board
 from firmware.shell import tls
 from firmware.shell.hub import Session
 from firmware.shell.link import Link, LinkError, error_data, reason
-from firmware.core.ticks import ticks_diff, ticks_ms
 
 DEFAULT_PORT = 17000  # where a controller found by its .local name listens
 FORWARDS = 2  # hub.peer.call requests in flight per link

@@ -4,10 +4,11 @@
 import asyncio
 
 from firmware.core import ws
+from firmware.core.ticks import ticks_add, ticks_diff, ticks_ms
 from firmware.seam import board
+from firmware.shell import wire
 from firmware.shell.conn import Conn
 from firmware.shell.hub import Hub
-from firmware.core.ticks import ticks_add, ticks_diff, ticks_ms
 
 TICK_MS = 250  # how late a deadline or a ping may be
 
@@ -96,7 +97,7 @@ class Server:
         self.log("listening %s %s:%d" % (kind, host, port))
 
     async def _accept(self, reader, kind):
-        raw = sock = reader.s
+        raw = sock = wire.socket(reader)
         if kind == "ws" and not self.switches.get("insecure"):
             sock.close()  # accepted just before the listener closed
             return
