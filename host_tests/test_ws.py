@@ -835,7 +835,7 @@ def test_valid_utf8_same_under_micropython(tmp_path):
     cases = UTF8_CASES + list(boundary_sequences())[::7]
     (tmp_path / "cases.bin").write_bytes(b"".join(bytes([len(c)]) + c for c in cases))
     script = (
-        "import sys\nsys.path.insert(0, %r)\nfrom firmware import ws\n"
+        "import sys\nsys.path.insert(0, %r)\nfrom firmware.core import ws\n"
         "d = open('cases.bin', 'rb').read()\ni = 0\nout = []\n"
         "while i < len(d):\n    n = d[i]\n    out.append('1' if ws.valid_utf8(d[i + 1:i + 1 + n]) else '0')\n"
         "    i += 1 + n\nprint(''.join(out))\n" % str(ROOT)
