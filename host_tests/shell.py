@@ -50,18 +50,21 @@ import sys
 import tempfile
 import types
 
-from firmware import ws
-from firmware import ticks as _ticks
+from firmware.core import ws
+from firmware.core import ticks as _ticks
 from tools import devdata
 
 # The shell's modules: imported up front so that each is given the fakes.
-SHELL = ("firmware.board", "firmware.wire", "firmware.switches", "firmware.auth", "firmware.store",
-         "firmware.hub", "firmware.conn", "firmware.server", "firmware.wsclient", "firmware.link",
-         "firmware.cloud", "firmware.peers", "firmware.app")
+SHELL = ("firmware.seam.board", "firmware.seam.memory", "firmware.shell.wire",
+         "firmware.flash.switches", "firmware.core.auth", "firmware.flash.store",
+         "firmware.shell.hub", "firmware.shell.conn", "firmware.shell.server",
+         "firmware.core.wsclient", "firmware.shell.link", "firmware.shell.cloud",
+         "firmware.shell.peers", "firmware.shell.tls", "firmware.shell.app")
 for _name in SHELL:
     importlib.import_module(_name)
 
-from firmware import app, cloud, config, hub, link, server  # noqa: E402
+from firmware.flash import config  # noqa: E402
+from firmware.shell import cloud, link, server, tls  # noqa: E402
 
 TICK_MS = server.TICK_MS  # how often the server's clock checks deadlines and pings
 WAIT_S = 5  # real seconds a test waits for something the firmware should do at once
@@ -597,7 +600,7 @@ def access_result(users=None, peers=None, version=1, cert=False, parent=False):
 
 def parse_access(result):
     """The access data as the firmware holds it."""
-    from firmware import access
+    from firmware.core import access
 
     return access.parse(result)[0]
 
@@ -672,27 +675,29 @@ class Env:
         given.update(over)
         return config.parse(json.dumps(given))
 
-    def make_hub(self, cfg=None, access=None, anonymous=False, insecure=False, switches_path=None):
-        from firmware.switches import Switches
+    def make_parts(self, cfg=None, access=None, anonymous=False, insecure=False, switches_path=None):
+        """What a server (and the hub it makes) is made of: its configuration,
+        access data and switches."""
+        from firmware.flash.switches import Switches
 
         if switches_path is None:
             switches_path = os.path.join(self.tmp, "switches.json")
             with open(switches_path, "w") as f:
                 json.dump({"anonymous": anonymous, "insecure": insecure}, f)
         data = parse_access(access_result()) if access is None else access
-        return hub.Hub(cfg or self.cfg(), data, Switches(switches_path, self.log), self.log)
+        return Parts(cfg or self.cfg(), data, Switches(switches_path, self.log))
 
-    async def make_server(self, the_hub=None, **over):
+    async def make_server(self, parts=None, **over):
         """A started server as app.py starts it: its WSS listener (a fake TLS
         context when the access data has no certificate), the plain one when
         insecure access is on, its clock, the peer links of the data."""
-        assert not (the_hub and over), "give the configuration to make_hub"
-        the_hub = the_hub or self.make_hub(cfg=self.cfg(**over))
-        srv = server.Server(the_hub.cfg, the_hub, self.log)
-        srv.tls = (the_hub.access.certs and app.tls_context(the_hub.access)
+        assert not (parts and over), "give the configuration to make_parts"
+        parts = parts or self.make_parts(cfg=self.cfg(**over))
+        context = (parts.access.certs and tls.server_context(parts.access, self.log)
                    or FakeSSLContext(_ssl.PROTOCOL_TLS_SERVER))
+        srv = server.Server(parts.cfg, parts.access, parts.switches, context, self.log)
         await srv.start()
-        srv.follow_peers(the_hub.access)
+        srv.follow_peers(parts.access)
         await self.settle()
         return srv
 
@@ -734,7 +739,7 @@ class Env:
         """The cloud link of the server, verifying the cloud against the test
         certificate, writing access.json at access_path (in the test's folder
         by default)."""
-        from firmware import access
+        from firmware.core import access
 
         ca_der = access.der_cert(cert_pem()[0])
         path = access_path or os.path.join(self.tmp, "access.json")
@@ -745,6 +750,11 @@ class Env:
         lnk = self.make_cloud(srv, access_path)
         self.spawn(lnk.run())
         return lnk
+
+
+class Parts:
+    def __init__(self, cfg, access, switches):
+        self.cfg, self.access, self.switches = cfg, access, switches
 
 
 # ---- running a scenario ------------------------------------------------------------

@@ -3,7 +3,7 @@ in and replies out, protocol violations, and the deadlines and pings the
 server's clock keeps, driven by the fake clock."""
 import pytest
 
-from firmware import ws
+from firmware.core import ws
 from host_tests.shell import SERIAL, TICK_MS, TOKEN, TOKEN2, USER, USER2, scenario
 
 HANDSHAKE_MS, LOGIN_MS, IDLE_MS, PING_MS, WRITE_MS = 10000, 30000, 60000, 20000, 10000  # README, "Limits"

@@ -44,7 +44,7 @@ async def caller(env, who, **cfg):
     """A server and a connection of the kind `who`: nobody (not logged in,
     anonymous access off), anonymous (not logged in, anonymous access on),
     user, or controller (logged in with hub.offline.login.hub)."""
-    server = await env.make_server(env.make_hub(cfg=env.cfg(**cfg), anonymous=who == "anonymous"))
+    server = await env.make_server(env.make_parts(cfg=env.cfg(**cfg), anonymous=who == "anonymous"))
     if who == "user":
         return server, await env.session(server, user=USER, token=TOKEN)
     if who == "controller":
@@ -113,7 +113,7 @@ async def test_diagnostics_count_the_open_connections(env):
     server = await env.make_server()
     first = await env.session(server, user=USER, token=TOKEN)
     result = (await first.call("hub.diagnostics.get"))["result"]
-    assert set(result) == {"heapAlloc", "heapFree", "connections"} and result["connections"] == 1
+    assert set(result) == {"heapAlloc", "heapFree", "connections", "modules"} and result["connections"] == 1
     await env.session(server, user=USER2, token=TOKEN2)
     assert (await first.call("hub.diagnostics.get"))["result"]["connections"] == 2
 
@@ -314,7 +314,7 @@ async def test_insecure_on_replies_only_once_the_plain_listener_is_up(env):
 
 @scenario
 async def test_insecure_off_closes_the_plain_listener_and_connections_the_switcher_after_its_reply(env):
-    server = await env.make_server(env.make_hub(cfg=env.cfg(max_connections=4), insecure=True))
+    server = await env.make_server(env.make_parts(cfg=env.cfg(max_connections=4), insecure=True))
     switcher = await env.session(server, user=USER, token=TOKEN, kind="ws")
     other = await env.session(server, user=USER2, token=TOKEN2, kind="ws")
     stranger = await env.session(server, kind="ws")
@@ -350,7 +350,7 @@ async def test_insecure_on_with_the_plain_port_taken_stays_on_and_a_later_switch
 @scenario
 async def test_a_switch_that_cannot_be_saved_changes_nothing(env, method):
     missing = os.path.join(env.tmp, "no-such-folder", "switches.json")
-    server = await env.make_server(env.make_hub(switches_path=missing))
+    server = await env.make_server(env.make_parts(switches_path=missing))
     end = await env.session(server, user=USER, token=TOKEN)
     assert await end.call(method, {"enabled": True}, "s") == {
         "id": "s", "method": method, "error": NOT_SAVED, "result": None}

@@ -3,7 +3,7 @@ test plays: dialling and verifying it, the login with each token, requests
 both ways over the link, and hub.peer.call's answers and errors."""
 import pytest
 
-from firmware import access, ws
+from firmware.core import access, ws
 from host_tests.shell import (HUB, PEER, PEER_SERIAL, PEER_TOKEN, TOKEN, USER, access_result, cert_pem,
                               parse_access, scenario)
 
@@ -22,7 +22,7 @@ async def peer_server(env, tokens=("old-token", PEER_TOKEN), **cfg):
     """A server whose access data names one peer (with `tokens`) and the
     chain that verifies it."""
     data = parse_access(access_result(peers={PEER: (PEER_SERIAL, list(tokens))}, parent=True))
-    return await env.make_server(env.make_hub(cfg=env.cfg(max_connections=4, **cfg), access=data))
+    return await env.make_server(env.make_parts(cfg=env.cfg(max_connections=4, **cfg), access=data))
 
 
 async def logged_in_link(env, server):

@@ -31,6 +31,7 @@ class CloudLink(Link):
         self.path = access_path
         self.wanted = None  # a version the cloud announced that we lack
         self.wanted_tries = 0
+        self.announced = False  # an announcement came while a sync was out
         self.sync_at = 0  # ticks when the next sync is due
         # Made once, while the heap is young: it needs a few KB in one piece.
         memory.room()
@@ -54,6 +55,7 @@ class CloudLink(Link):
         self.sync_at = ticks_ms()  # at once on connect
         while True:
             if ticks_diff(self.sync_at, ticks_ms()) <= 0:
+                self.announced = False
                 ok = await self._sync()
                 # Backoff ends only with a sync: a cloud that takes the
                 # login and then fails must not be hammered.
@@ -61,6 +63,8 @@ class CloudLink(Link):
                     self.failures = 0
                 wait = self.cfg["sync_interval"] if ok else self.cfg["cloud_backoff_max"]
                 self.sync_at = ticks_add(ticks_ms(), jitter(wait * 1000, 0.1))
+                if self.announced and self.wanted is not None:
+                    self.sync_at = ticks_ms()  # announced during this sync: once more, now
             await self.keep(ticks_diff(self.sync_at, ticks_ms()))
 
     def _tls_context(self):
@@ -90,6 +94,7 @@ class CloudLink(Link):
         current = self.server.access.version
         if current is None or version > current:
             self.wanted = version
+            self.announced = True
             self.sync_at = ticks_ms()  # "soon", as the API asks
             self.alarm.set()
 
@@ -118,6 +123,8 @@ class CloudLink(Link):
             self.wanted = None
             self.wanted_tries = 0
             return True
+        if self.announced:  # a sync asked before the announcement is no try
+            return False
         self.wanted_tries += 1
         if self.wanted_tries >= WANTED_TRIES:
             self.log("cloud announced version %d but serves %s: letting it go" % (self.wanted, have))
