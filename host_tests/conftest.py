@@ -1,7 +1,7 @@
 import pytest
 
-from host_tests.cloud import Lab
-from host_tests.peer import Peer
+from tools.harness.cloud import Lab
+from tools.harness.peer import Peer
 
 
 @pytest.fixture

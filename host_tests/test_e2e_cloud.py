@@ -9,9 +9,9 @@ import socket
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from host_tests.cloud import FakeCloud, Lab, configure
-from host_tests.peer import call, client_tls, free_port, listen_ports
-from host_tests.wait import WAIT, assert_never, wait_until
+from tools.harness.cloud import FakeCloud, Lab, configure
+from tools.harness.peer import call, client_tls, free_port, listen_ports
+from tools.harness.wait import WAIT, assert_never, wait_until
 from tools.labcloud import ca as lab_ca
 from tools.labcloud import db as lab
 

@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from host_tests.peer import call, client_tls, shared_cert
+from tools.harness.peer import call, client_tls, shared_cert
 from tools import devdata
 
 

@@ -10,8 +10,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from wsproto.events import Message, Ping
 
-from host_tests.peer import MICROPYTHON, PEER_ROOT, Peer, RawClient, call, raw_tls
-from host_tests.wait import SLACK, assert_never, wait_until
+from tools.harness.peer import MICROPYTHON, PEER_ROOT, Peer, RawClient, call, raw_tls
+from tools.harness.wait import SLACK, assert_never, wait_until
 
 
 def hung_up(sock, timeout):

@@ -2,7 +2,7 @@
 import json
 import uuid
 
-from host_tests.peer import call
+from tools.harness.peer import call
 
 NOTFOUND = {"code": -32600, "message": "Bad request", "data": "rpc.params.notfound"}
 INVALID = {"code": -32602, "message": "Wrong params", "data": "rpc.params.invalid"}

@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from host_tests import soak
-from host_tests.cloud import BACKOFF_MAX, FakeController, Pair
-from host_tests.peer import call
-from host_tests.proc import ROOT
-from host_tests.wait import SLACK, WAIT, assert_never, wait_until
+from tools.harness import soak
+from tools.harness.cloud import BACKOFF_MAX, FakeController, Pair
+from tools.harness.peer import call
+from tools.harness.proc import ROOT
+from tools.harness.wait import SLACK, WAIT, assert_never, wait_until
 from tools.labcloud import ca as lab_ca
 from tools.labcloud import db as lab
 

@@ -6,8 +6,8 @@ import json
 
 from wsproto.events import Message
 
-from host_tests import soak
-from host_tests.peer import RawClient
+from tools.harness import soak
+from tools.harness.peer import RawClient
 
 DEPTH = 8  # requests in flight per session
 DEADLINE_S = 10  # write_timeout: no reply may take longer

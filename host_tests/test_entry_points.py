@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from host_tests.peer import MICROPYTHON, PEER_ROOT, Peer
-from host_tests.proc import ROOT
+from tools.harness.peer import MICROPYTHON, PEER_ROOT, Peer
+from tools.harness.proc import ROOT
 from tools.labcloud import db as lab
-from host_tests.wait import SLACK, wait_until
+from tools.harness.wait import SLACK, wait_until
 
 LOG_MAX = 4096  # firmware.crashlog.LOG_MAX
 PASSWORD = "hunter2-wifi-secret"

@@ -2,8 +2,8 @@
 its type and where it was raised, never its message."""
 import subprocess
 
-from host_tests.peer import MICROPYTHON
-from host_tests.proc import ROOT
+from tools.harness.peer import MICROPYTHON
+from tools.harness.proc import ROOT
 
 SCRIPT = """
 from firmware import faults

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from host_tests.cloud import Lab
-from host_tests.peer import Peer
+from tools.harness.cloud import Lab
+from tools.harness.peer import Peer
 from tools.labcloud import db as lab
 
 

@@ -20,9 +20,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from host_tests.peer import ROOT, Peer, call, free_port, listen_ports
-from host_tests.proc import LoggedProcess
-from host_tests.wait import SLACK
+from tools.harness.peer import ROOT, Peer, call, free_port, listen_ports
+from tools.harness.proc import LoggedProcess
+from tools.harness.wait import SLACK
 from tools import labcloud
 from tools.labcloud import cli
 from tools.labcloud.server import POLL_S

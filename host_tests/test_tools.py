@@ -15,8 +15,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from host_tests.peer import PORT_ATTEMPTS, ROOT, call, free_port, listen_ports
-from host_tests.proc import LoggedProcess
+from tools.harness.peer import PORT_ATTEMPTS, ROOT, call, free_port, listen_ports
+from tools.harness.proc import LoggedProcess
 from tools import devdata
 
 BADPASS = {"code": -32500, "message": "Bad password", "data": "user.login.badpassword"}

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from host_tests.proc import ROOT
+from tools.harness.proc import ROOT
 
 MYPY = os.path.join(os.path.dirname(sys.executable), "mypy")
 

@@ -19,7 +19,7 @@ import time
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from host_tests.peer import MICROPYTHON, PEER_ROOT, ROOT, Peer, call, client_tls, free_port, shared_cert
+from tools.harness.peer import MICROPYTHON, PEER_ROOT, ROOT, Peer, call, client_tls, free_port, shared_cert
 
 RUNS = 7  # connect and login samples
 RATE_RUNS = 5

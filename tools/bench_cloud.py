@@ -15,8 +15,8 @@ import sys
 import tempfile
 import time
 
-from host_tests.cloud import Lab
-from host_tests.peer import Peer, call
+from tools.harness.cloud import Lab
+from tools.harness.peer import Peer, call
 from tools.bench import table
 from tools.labcloud import db as lab
 

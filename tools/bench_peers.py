@@ -20,8 +20,8 @@ import sys
 import tempfile
 import time
 
-from host_tests.cloud import Lab, Pair
-from host_tests.peer import Peer, call
+from tools.harness.cloud import Lab, Pair
+from tools.harness.peer import Peer, call
 from tools.bench import ok, table
 from tools.labcloud import db as lab
 

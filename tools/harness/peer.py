@@ -17,8 +17,8 @@ from websockets.sync.client import connect
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request
 
-from host_tests.proc import ROOT, LoggedProcess
-from host_tests.wait import WAIT
+from tools.harness.proc import ROOT, LoggedProcess
+from tools.harness.wait import WAIT
 from tools import devdata
 
 PEER_ROOT = os.path.abspath(os.environ.get("PEER_ROOT") or ROOT)

@@ -12,9 +12,9 @@ import threading
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
-from host_tests.peer import PORT_ATTEMPTS, free_port, listen_ports
-from host_tests.proc import LoggedProcess
-from host_tests.wait import WAIT, wait_until
+from tools.harness.peer import PORT_ATTEMPTS, free_port, listen_ports
+from tools.harness.proc import LoggedProcess
+from tools.harness.wait import WAIT, wait_until
 from tools.labcloud import ca as lab_ca
 from tools.labcloud import db as lab
 

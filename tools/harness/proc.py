@@ -6,9 +6,9 @@ import subprocess
 import threading
 import time
 
-from host_tests.wait import WAIT
+from tools.harness.wait import WAIT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class _Output:
