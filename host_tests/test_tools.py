@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tools.harness.peer import PORT_ATTEMPTS, ROOT, call, free_port, listen_ports
 from tools.harness.proc import LoggedProcess
@@ -97,6 +98,41 @@ def test_create_certificate_is_rsa_2048_named_after_serial(tmp_path):
     cn = cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
     assert cn == "HUB" + cfg["serial"]
     assert cfg["serial"].isdigit() and len(cfg["serial"]) == 8
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_make_cert_is_self_signed_for_the_local_names(kind):
+    cert_pem, key_pem = devdata.make_cert("HUB70010042", kind)
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    cert.verify_directly_issued_by(cert)  # self-signed
+    assert cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value == "HUB70010042"
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(n) for n in sans.get_values_for_type(x509.DNSName)] == ["HUB70010042.local", "localhost"]
+    assert [str(n) for n in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 825
+    assert key_pem.startswith("-----BEGIN PRIVATE KEY-----")  # PKCS#8, unencrypted
+    key = serialization.load_pem_private_key(key_pem.encode(), None)
+    if kind == "rsa":
+        assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048
+    else:
+        assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+    assert key.public_key().public_numbers() == cert.public_key().public_numbers()
+
+
+def test_a_key_kind_other_than_rsa_or_ec_is_refused():
+    with pytest.raises(ValueError, match="'rsa' or 'ec'"):
+        devdata.make_cert("HUB70010042", "dsa")
+
+
+def test_write_private_is_owner_only_even_over_a_readable_file(tmp_path):
+    path = tmp_path / "key.pem"
+    path.write_text("old")
+    os.chmod(path, 0o644)
+    devdata.write_private(str(path), "new")
+    assert path.read_text() == "new" and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    der = tmp_path / "key.der"
+    devdata.write_private(str(der), b"\x30\x00")
+    assert der.read_bytes() == b"\x30\x00" and stat.S_IMODE(os.stat(der).st_mode) == 0o600
 
 
 def test_create_refuses_an_existing_folder(tmp_path):

@@ -19,6 +19,7 @@ import time
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tools.devdata import write_private
 from tools.harness.peer import MICROPYTHON, PEER_ROOT, ROOT, Peer, call, client_tls, free_port, shared_cert
 
 RUNS = 7  # connect and login samples
@@ -72,9 +73,8 @@ def der_files(folder):
     paths = os.path.join(folder, "cert.der"), os.path.join(folder, "key.der")
     with open(paths[0], "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.DER))
-    with open(paths[1], "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+    write_private(paths[1], key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
     return paths
 
 

@@ -12,6 +12,7 @@ import threading
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
+from tools.devdata import write_private
 from tools.harness.peer import PORT_ATTEMPTS, free_port, listen_ports
 from tools.harness.proc import LoggedProcess
 from tools.harness.wait import WAIT, wait_until
@@ -86,8 +87,7 @@ class WssServer:
     def __init__(self, pem):
         folder = tempfile.mkdtemp()
         path = os.path.join(folder, "server.pem")
-        with open(path, "w") as f:
-            f.write(pem)
+        write_private(path, pem)  # its key
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(path)
         # No pings of its own: keeping a link alive is the peer's job. Port
