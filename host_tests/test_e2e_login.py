@@ -35,7 +35,7 @@ def test_no_secret_in_the_log(peer):
         peer.login(ws)
         call(ws, "hub.offline.login.ui", {"user": user, "token": "guess-123"})
     peer.stop()
-    log = "\n".join(peer.lines)
+    log = peer.output
     assert user in log  # the identity is logged, the secrets never are
     assert token not in log and "guess-123" not in log
 

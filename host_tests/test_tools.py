@@ -7,7 +7,6 @@ import re
 import shlex
 import socket
 import stat
-import subprocess
 import sys
 import uuid
 
@@ -16,9 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tools.harness.peer import PORT_ATTEMPTS, ROOT, call, free_port, listen_ports
-from tools.harness.proc import LoggedProcess
 from tools import devdata
+from tools.harness.peer import PORT_ATTEMPTS, call, free_port, listen_ports
+from tools.harness.proc import LoggedProcess, run, run_module
 
 BADPASS = {"code": -32500, "message": "Bad password", "data": "user.login.badpassword"}
 # hub.info.get keys clients read after login (API-NOTES), plus the identity.
@@ -27,14 +26,8 @@ INFO_KEYS = {"serial", "uuid", "model", "hardware", "firmware", "architecture",
 VOLATILE = {"uptime", "localtime", "freeMemory"}
 
 
-def py(*args, timeout=60):
-    """Runs the venv python with args from the repo root."""
-    return subprocess.run([sys.executable] + list(args), cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 def cli(*args, timeout=60):
-    return py("-m", "tools.ezlo_cli", *args, timeout=timeout)
+    return run_module("tools.ezlo_cli", *args, timeout=timeout)
 
 
 def port_pair():
@@ -156,7 +149,7 @@ def printed_credentials(out):
 def test_devdata_main_printed_token_logs_in(tmp_path, run_folder):
     folder = tmp_path / "var"
     port = port_pair()
-    made = py("-m", "tools.devdata", str(folder), "--port", str(port))
+    made = run_module("tools.devdata", str(folder), "--port", str(port))
     assert made.returncode == 0, made.stderr
     args, user, token = printed_credentials(made.stdout)
     assert args[0] == "wss://127.0.0.1:%d" % port
@@ -179,13 +172,13 @@ def test_devdata_main_printed_token_logs_in(tmp_path, run_folder):
 
 def test_devdata_main_keeps_an_existing_folder_and_prints_no_token(tmp_path):
     folder = tmp_path / "var"
-    first = py("-m", "tools.devdata", str(folder), "--port", "17100")
+    first = run_module("tools.devdata", str(folder), "--port", "17100")
     assert first.returncode == 0, first.stderr
     _, user, token = printed_credentials(first.stdout)
     before = snapshot(folder)
     assert set(before) == {"access.json", "config.json", "demo-user.txt"}
 
-    again = py("-m", "tools.devdata", str(folder), "--port", "17100", "--host", "0.0.0.0")
+    again = run_module("tools.devdata", str(folder), "--port", "17100", "--host", "0.0.0.0")
     assert again.returncode == 0, again.stderr
     assert snapshot(folder) == before
     assert token not in again.stdout and token not in again.stderr
@@ -196,8 +189,8 @@ def test_devdata_main_keeps_an_existing_folder_and_prints_no_token(tmp_path):
 
 def test_devdata_main_existing_folder_hint_names_the_configured_port(tmp_path):
     folder = tmp_path / "var"
-    assert py("-m", "tools.devdata", str(folder), "--port", "18000").returncode == 0
-    again = py("-m", "tools.devdata", str(folder))  # as `make run` without PORT=
+    assert run_module("tools.devdata", str(folder), "--port", "18000").returncode == 0
+    again = run_module("tools.devdata", str(folder))  # as `make run` without PORT=
     assert again.returncode == 0
     args, _, _ = printed_credentials(again.stdout)
     assert args[0] == "wss://127.0.0.1:18000"
@@ -208,7 +201,7 @@ def test_devdata_main_leaves_an_existing_foreign_folder_alone(tmp_path):
     folder.mkdir()
     (folder / "notes.txt").write_text("keep me")
     before = snapshot(folder)
-    done = py("-m", "tools.devdata", str(folder))
+    done = run_module("tools.devdata", str(folder))
     assert done.returncode == 0
     assert snapshot(folder) == before
     assert "--token" not in done.stdout
@@ -370,18 +363,18 @@ def running_demo(tmp_path):
 def test_make_run_starts_a_cloud_and_a_peer_that_a_new_user_reaches(tmp_path):
     demo = running_demo(tmp_path)
     try:
-        args, user, token = printed_credentials("\n".join(demo.lines))
+        args, user, token = printed_credentials(demo.output)
         assert args[0] == "wss://127.0.0.1:%d" % demo.port
         assert cli(*args).returncode == 0
         add = demo.wait_log(r"tools\.labcloud .* add-user \S+").split("python ", 1)[1]
-        made = py(*shlex.split(add))
+        made = run([sys.executable, *shlex.split(add)])
         new_user, new_token = re.search(r"User (\S+) .*\n.*: (\S+)\n", made.stdout).groups()
         demo.wait_log("version 3 in force")
         done = cli(args[0], "--no-verify", "--user", new_user, "--token=" + new_token, "hub.info.get")
         assert done.returncode == 0, done.stderr
     finally:
         assert demo.stop() == 0
-    assert [l for l in demo.lines if l.endswith(" stopped")]  # the peer stopped cleanly
+    assert demo.count(" stopped$")  # the peer stopped cleanly
 
 
 def test_a_second_make_run_stops_with_the_reason_and_leaves_the_first_alone(tmp_path):
@@ -392,16 +385,16 @@ def test_a_second_make_run_stops_with_the_reason_and_leaves_the_first_alone(tmp_
             assert second.wait_exit(60) == 3
         finally:
             second.stop()
-        out = "\n".join(second.lines)
+        out = second.output
         assert "error: cannot listen on 127.0.0.1:%d (address already in use)" % first.cloud_port in out
         assert second.lines[-1] == ("make run: the lab cloud did not start, so neither did the peer;"
                                     " is another `make run` running? (exit status 3)")
         assert not second.count(r"\bready$")  # its peer never started
         # The first serves on, and its cloud session was never contested.
-        args, _, _ = printed_credentials("\n".join(first.lines))
+        args, _, _ = printed_credentials(first.output)
         assert cli(*args).returncode == 0
         counts = [first.count(what) for what in ("login ok", "replaced", "cloud link down")]
-        assert counts == [1, 0, 0], first.lines
+        assert counts == [1, 0, 0], first.output
     finally:
         assert first.stop() == 0
 
@@ -416,7 +409,7 @@ def test_make_run_stops_when_its_peer_cannot_listen(tmp_path):
             assert demo.taken()
             if not demo.count("the lab cloud did not start"):  # its own port taken
                 break
-    out = "\n".join(demo.lines)
+    out = demo.output
     assert "cannot listen for wss on 127.0.0.1:%d ([Errno 98] EADDRINUSE)" % port in out
     assert "make run: the peer stopped; stopping the lab cloud (exit status 3)" in out
     assert demo.lines[-1].endswith(" stopped")  # the cloud's last line: it was stopped

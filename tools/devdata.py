@@ -99,8 +99,14 @@ def make_cert(common_name, kind="rsa", days=LEAF_DAYS):
     return cert_pem(cert), key_pem(key)
 
 
+def sha256_digest(token):
+    """The SHA-256 of a token's UTF-8 bytes: what the firmware compares."""
+    return hashlib.sha256(token.encode()).digest()
+
+
 def sha256_hex(token):
-    return hashlib.sha256(token.encode()).hexdigest()
+    """The same as hex text: what access.json and the lab cloud store."""
+    return sha256_digest(token).hex()
 
 
 def make_access(users, cert, peers=None, version=1):

@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
 from tools.devdata import write_private
-from tools.harness.peer import PORT_ATTEMPTS, free_port, listen_ports
+from tools.harness.peer import PORT_ATTEMPTS, config_of, configure, free_port, listen_ports
 from tools.harness.proc import LoggedProcess
 from tools.harness.wait import WAIT, wait_until
 from tools.labcloud import ca as lab_ca
@@ -67,17 +67,6 @@ class Lab(LoggedProcess):
         if folder_cfg:
             configure(folder, **folder_cfg)
         return folder
-
-
-def configure(folder, **changes):
-    """Writes CHANGES over FOLDER's config.json; returns the new config."""
-    path = os.path.join(folder, "config.json")
-    with open(path) as f:
-        cfg = json.load(f)
-    cfg.update(changes)
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-    return cfg
 
 
 class WssServer:
@@ -162,8 +151,7 @@ class Pair:
         raise AssertionError("ports taken %d times in a row" % PORT_ATTEMPTS)
 
     def config(self, uuid):
-        with open(os.path.join(self.folders[uuid], "config.json")) as f:
-            return json.load(f)
+        return config_of(self.folders[uuid])
 
     def start(self, uuid, move_ports=True):
         """Starts UUID's peer; after the first start the other dials it at
