@@ -1,7 +1,7 @@
 import pytest
 
-from host_tests.cloud import Lab
-from host_tests.peer import Peer
+from tools.harness.cloud import Lab
+from tools.harness.peer import Peer, Started
 
 
 @pytest.fixture
@@ -27,16 +27,9 @@ def peer(make_peer):
 @pytest.fixture
 def run_folder():
     """Starts the firmware on data folders written by someone else."""
-    started = []
-
-    def run(folder, users=None, **kw):
-        p = Peer.existing(folder, users)
-        started.append(p)
-        return p.start(**kw)
-
-    yield run
-    for p in started:
-        p.stop()
+    started = Started()
+    yield started
+    started.stop()
 
 
 @pytest.fixture

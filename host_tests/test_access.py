@@ -1,15 +1,13 @@
 """firmware.core.access: PEM to DER, token digests, and parse() of the sync data."""
-import datetime
 import hashlib
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 
 from firmware.core import access, bounds
 from firmware.core.access import AccessError
+from tools import devdata
+from tools.devdata import sha256_digest, sha256_hex
 
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
@@ -23,12 +21,9 @@ PEER = "c89723f7-03a3-423d-a556-7eba4270d064"
 
 
 def _cert(key, name, issuer_key=None, issuer_name=None):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name or name)])
-    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
+    """A bare certificate (no names, no usages) for NAME, signed by
+    ISSUER_KEY, or by KEY itself."""
+    return (devdata.cert_builder(devdata.name(name), devdata.name(issuer_name or name), key.public_key(), 30)
             .sign(issuer_key or key, hashes.SHA256()))
 
 
@@ -48,28 +43,20 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def ca():
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = devdata.new_key("ec")
     return Pair(key, _cert(key, "test CA"))
 
 
 @pytest.fixture(scope="module")
 def rsa_pair(ca):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = devdata.new_key("rsa")
     return Pair(key, _cert(key, "rsa hub", ca.key, "test CA"))
 
 
 @pytest.fixture(scope="module")
 def ec_pair(ca):
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = devdata.new_key("ec")
     return Pair(key, _cert(key, "ec hub", ca.key, "test CA"))
-
-
-def sha_hex(token):
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def sha_raw(token):
-    return hashlib.sha256(token.encode()).digest()
 
 
 # ---------------------------------------------------------------- PEM -> DER
@@ -180,7 +167,7 @@ def test_encrypted_key_refused(rsa_pair, fmt):
 # ------------------------------------------------------------------ digests
 
 def test_digest():
-    assert access.digest("Hs87Kns41106743NMS2") == sha_raw("Hs87Kns41106743NMS2")
+    assert access.digest("Hs87Kns41106743NMS2") == sha256_digest("Hs87Kns41106743NMS2")
     assert access.digest("t\u00f6k\u20ac") == hashlib.sha256("t\u00f6k\u20ac".encode("utf-8")).digest()
     assert access.digest(b"raw") == hashlib.sha256(b"raw").digest()
     assert len(access.digest("")) == 32
@@ -196,8 +183,8 @@ def spec_result(rsa_pair, ec_pair, ca):
     """The response table's shape, with the example's ids and real data."""
     return {
         "clients": {
-            USER_A: [sha_hex("user-a-token-1"), sha_hex("user-a-token-2")],
-            USER_B: [sha_hex("user-b-token")],
+            USER_A: [sha256_hex("user-a-token-1"), sha256_hex("user-a-token-2")],
+            USER_B: [sha256_hex("user-b-token")],
         },
         "peers": {
             PEER: {"id": "70010111", "tokens": [PEER + "-key-12-02", PEER + "-key-01-03"]},
@@ -212,8 +199,8 @@ def test_parse_spec_shape(rsa_pair, ec_pair, ca):
     assert problems == []
     assert acc.version == 12
     assert acc.clients == {
-        USER_A: (sha_raw("user-a-token-1"), sha_raw("user-a-token-2")),
-        USER_B: (sha_raw("user-b-token"),),
+        USER_A: (sha256_digest("user-a-token-1"), sha256_digest("user-a-token-2")),
+        USER_B: (sha256_digest("user-b-token"),),
     }
     assert access.digest("user-b-token") in acc.clients[USER_B]
     assert access.digest("wrong") not in acc.clients[USER_B]
@@ -221,7 +208,7 @@ def test_parse_spec_shape(rsa_pair, ec_pair, ca):
     assert isinstance(peer, access.Peer)
     assert peer.serial == "70010111"
     assert peer.tokens == (PEER + "-key-12-02", PEER + "-key-01-03")
-    assert peer.digests == tuple(sha_raw(t) for t in peer.tokens)
+    assert peer.digests == tuple(sha256_digest(t) for t in peer.tokens)
     assert acc.certs == [
         (rsa_pair.cert_der, rsa_pair.key_der(), [ca.cert_der]),
         (ec_pair.cert_der, ec_pair.key_der(TRAD), [ca.cert_der]),
@@ -240,25 +227,25 @@ def _parse(**sections):
 
 
 def test_digests_normalised():
-    hexd = sha_hex("tok")
+    hexd = sha256_hex("tok")
     acc, problems = _parse(clients={USER_A: [hexd.upper(), "  %s\r\n" % hexd, "\t" + hexd[:32].upper() + hexd[32:]]})
     assert problems == []
-    assert acc.clients[USER_A] == (sha_raw("tok"),) * 3
+    assert acc.clients[USER_A] == (sha256_digest("tok"),) * 3
     assert all(type(d) is bytes and len(d) == 32 for d in acc.clients[USER_A])
 
 
 def test_bad_digests_dropped_with_precise_problems():
-    good = sha_hex("good")
+    good = sha256_hex("good")
     bad = [good[:63], good + "0", "g" + good[1:], good[:32] + " " + good[33:], 42, None, "",
            "\u00e9" * 64]
     acc, problems = _parse(clients={USER_A: [bad[0], good] + bad[1:]})
-    assert acc.clients == {USER_A: (sha_raw("good"),)}
+    assert acc.clients == {USER_A: (sha256_digest("good"),)}
     assert problems == ["clients[%s][%d]: not a SHA-256 hex digest" % (USER_A, i)
                         for i in [0, 2, 3, 4, 5, 6, 7, 8]]
 
 
 def test_user_without_valid_digest_dropped():
-    acc, problems = _parse(clients={USER_A: ["nope"], USER_B: [sha_hex("b")]})
+    acc, problems = _parse(clients={USER_A: ["nope"], USER_B: [sha256_hex("b")]})
     assert list(acc.clients) == [USER_B]
     assert problems == ["clients[%s][0]: not a SHA-256 hex digest" % USER_A,
                         "clients[%s]: no valid digest, user dropped" % USER_A]
@@ -271,16 +258,16 @@ def test_user_with_empty_list_dropped_silently():
     assert problems == []
 
 
-@pytest.mark.parametrize("value", [sha_hex("x"), {"a": sha_hex("x")}, None, 5])
+@pytest.mark.parametrize("value", [sha256_hex("x"), {"a": sha256_hex("x")}, None, 5])
 def test_user_value_not_a_list(value):
-    acc, problems = _parse(clients={USER_A: value, USER_B: [sha_hex("b")]})
+    acc, problems = _parse(clients={USER_A: value, USER_B: [sha256_hex("b")]})
     assert list(acc.clients) == [USER_B]
     assert problems == ["clients[%s]: not a list, user dropped" % USER_A]
 
 
 @pytest.mark.parametrize("section", ["clients", "peers"])
 def test_bad_ids_dropped(section):
-    value = [sha_hex("t")] if section == "clients" else {"id": "1", "tokens": ["t"]}
+    value = [sha256_hex("t")] if section == "clients" else {"id": "1", "tokens": ["t"]}
     good64 = "u" * 64
     bad_ids = ["", "u" * 65, "has space", "new\nline", "t\u00e9st", 7]
     acc, problems = _parse(**{section: dict([(k, value) for k in bad_ids] + [(good64, value)])})
@@ -313,7 +300,7 @@ def test_peer_tokens_checked():
         }}, {"token_max": 8})
     assert list(acc.peers) == ["p1"]
     assert acc.peers["p1"].tokens == ("ok", "y" * 8)
-    assert acc.peers["p1"].digests == (sha_raw("ok"), sha_raw("y" * 8))
+    assert acc.peers["p1"].digests == (sha256_digest("ok"), sha256_digest("y" * 8))
     assert problems == [
         "peers[p1].tokens[1]: not a string of 1-8 chars",
         "peers[p1].tokens[2]: not a string of 1-8 chars",
@@ -417,7 +404,7 @@ def test_version_rejected(value):
 # ------------------------------------------------------------------- limits
 
 def _users(n, per_user=1):
-    return {"user-%d" % i: [sha_hex("t%d-%d" % (i, j)) for j in range(per_user)] for i in range(n)}
+    return {"user-%d" % i: [sha256_hex("t%d-%d" % (i, j)) for j in range(per_user)] for i in range(n)}
 
 
 def _peers(n, per_peer=1):
@@ -443,7 +430,7 @@ def test_default_limits_exceeded_refused(sections, message):
 
 
 @pytest.mark.parametrize("sections,problem,kept", [
-    ({"clients": dict(_users(1, 17), ok=[sha_hex("x")])},
+    ({"clients": dict(_users(1, 17), ok=[sha256_hex("x")])},
      "clients[user-0]: more than 16 tokens, user dropped", "clients"),
     ({"peers": dict(_peers(1, 17), ok={"id": "1", "tokens": ["k"]})},
      "peers[peer-0]: more than 16 tokens, peer dropped", "peers"),
@@ -517,9 +504,9 @@ def test_no_secret_in_any_problem_or_error(rsa_pair):
 
 def test_repr_shows_no_secret():
     peer = access.Peer("1", ("SECRET-TOKEN",))
-    acc = access.Access(1, {USER_A: (sha_raw("x"),)}, {PEER: peer}, [])
+    acc = access.Access(1, {USER_A: (sha256_digest("x"),)}, {PEER: peer}, [])
     for obj in (peer, acc):
-        assert "SECRET" not in repr(obj) and sha_hex("x") not in repr(obj)
+        assert "SECRET" not in repr(obj) and sha256_hex("x") not in repr(obj)
 
 
 @pytest.mark.parametrize("junk", [None, True, 0, -1, 1.5, "", "x", [], [None], {}, {"": None}, [[]], [{}]])
@@ -551,8 +538,7 @@ MISMATCH = "current[0]: certificate and private key do not match"
 def other_keys():
     """Keys that belong to no certificate here; the RSA one shares the
     certificates' exponent, so only the modulus tells them apart."""
-    return {"rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
-            "ec": ec.generate_private_key(ec.SECP256R1())}
+    return {kind: devdata.new_key(kind) for kind in ("rsa", "ec")}
 
 
 def _pem(key, fmt):

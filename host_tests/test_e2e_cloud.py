@@ -9,9 +9,11 @@ import socket
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from host_tests.cloud import FakeCloud, Lab, configure
-from host_tests.peer import call, client_tls, free_port, listen_ports
-from host_tests.wait import WAIT, assert_never, wait_until
+from firmware.seam import memory
+from host_tests import test_e2e_memory
+from tools.harness.cloud import FakeCloud, Lab
+from tools.harness.peer import call, configure, free_port, listen_ports, presented_cert
+from tools.harness.wait import WAIT, assert_never, wait_until
 from tools.labcloud import ca as lab_ca
 from tools.labcloud import db as lab
 
@@ -27,20 +29,10 @@ def linked(cloud, run_folder):
     return uuid, peer
 
 
-def eventually(check, timeout=WAIT):
-    """Polls check() until it returns a true value; returns that value."""
-    return wait_until(check, timeout)
-
-
-def login_error(peer, user, token):
-    with peer.connect() as ws:
-        return call(ws, "hub.offline.login.ui", {"user": user, "token": token})["error"]
-
-
 def test_a_user_added_in_the_cloud_logs_in_without_a_restart(cloud, linked):
     uuid, peer = linked
     user, token = lab.add_user(cloud.db, uuid)
-    assert eventually(lambda: login_error(peer, user, token) is None)
+    assert wait_until(lambda: peer.login_error(user, token) is None)
     peer.wait_log("access data version 2 in force: 1 user")
     with open(peer.path("access.json")) as f:
         assert json.load(f)["version"] == 2  # persisted
@@ -50,7 +42,7 @@ def test_removing_a_user_closes_its_session_and_refuses_it(cloud, linked):
     uuid, peer = linked
     user, token = lab.add_user(cloud.db, uuid)
     other, other_token = lab.add_user(cloud.db, uuid)
-    assert eventually(lambda: login_error(peer, other, other_token) is None)
+    assert wait_until(lambda: peer.login_error(other, other_token) is None)
     with peer.connect() as gone, peer.connect() as stays:
         assert peer.login(gone, user, token)["error"] is None
         assert peer.login(stays, other, other_token)["error"] is None
@@ -59,13 +51,7 @@ def test_removing_a_user_closes_its_session_and_refuses_it(cloud, linked):
             gone.recv(timeout=WAIT)
         assert closed.value.rcvd.code == 1008
         assert call(stays, "hub.info.get")["error"] is None
-    assert login_error(peer, user, token)["data"] == BADPASS
-
-
-def presented_cert(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        with client_tls().wrap_socket(s) as t:
-            return t.getpeercert(binary_form=True)
+    assert peer.login_error(user, token)["data"] == BADPASS
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
@@ -90,8 +76,8 @@ def test_periodic_sync_finds_a_change_nobody_announced(cloud, run_folder, tmp_pa
     peer = run_folder(folder)
     peer.wait_log("cloud link up")
     user, token = lab.add_user(cloud.db, uuid)
-    assert eventually(lambda: login_error(peer, user, token) is None)
-    assert not [line for line in cloud.lines if "push" in line]
+    assert wait_until(lambda: peer.login_error(user, token) is None)
+    assert cloud.count("push") == 0
 
 
 def test_the_link_comes_back_after_the_cloud_restarts(cloud, linked):
@@ -101,7 +87,7 @@ def test_the_link_comes_back_after_the_cloud_restarts(cloud, linked):
     user, token = lab.add_user(cloud.db, uuid)  # made while the cloud is away
     cloud.start(move_port=False)  # the peer dials the port it knows
     # The link's backoff (1 s doubling, jittered) may be at 8 s by then.
-    assert eventually(lambda: login_error(peer, user, token) is None, timeout=WAIT + 10)
+    assert wait_until(lambda: peer.login_error(user, token) is None, timeout=WAIT + 10)
 
 
 def test_a_cloud_certificate_from_another_ca_is_refused(cloud, run_folder, tmp_path):
@@ -115,7 +101,7 @@ def test_a_cloud_certificate_from_another_ca_is_refused(cloud, run_folder, tmp_p
     peer = run_folder(folder)
     line = peer.wait_log("cloud link down")
     assert "signed" in line or "certificate" in line.lower()
-    assert not [l for l in peer.lines if "cloud link up" in l or "in force" in l]
+    assert peer.count("cloud link up|in force") == 0
     with open(os.path.join(folder, "access.json"), "rb") as f:
         assert f.read() == stored
 
@@ -128,7 +114,7 @@ def test_a_peer_booting_while_the_cloud_is_down_serves_its_stored_data(cloud, ru
     cloud.stop()
     peer = run_folder(folder, {user: [token]})
     peer.wait_log("cloud link down")
-    assert login_error(peer, user, token) is None
+    assert peer.login_error(user, token) is None
 
 
 def sync_reply(req, result=None, error=None):
@@ -190,20 +176,16 @@ def test_bad_input_from_the_cloud_leaves_data_and_server_intact(cloud, run_folde
     base = lab.access_data(cloud.db, uuid)
     fake = FakeCloud(cloud.db, lambda req: make(base, req))
     try:
-        with open(os.path.join(folder, "config.json")) as f:
-            cfg = json.load(f)
-        cfg.update(cloud_url=fake.url, cloud_backoff_max=1)
-        with open(os.path.join(folder, "config.json"), "w") as f:
-            json.dump(cfg, f)
+        configure(folder, cloud_url=fake.url, cloud_backoff_max=1)
         with open(os.path.join(folder, "access.json"), "rb") as f:
             stored = f.read()
         peer = run_folder(folder)
         peer.wait_log(reason)
-        assert eventually(lambda: fake.syncs >= 2)  # retried later
+        assert wait_until(lambda: fake.syncs >= 2)  # retried later
         with open(os.path.join(folder, "access.json"), "rb") as f:
             assert f.read() == stored
-        assert login_error(peer, user, token) is None
-        assert not [l for l in peer.lines if "in force" in l]
+        assert peer.login_error(user, token) is None
+        assert peer.count("in force") == 0
     finally:
         fake.close()
 
@@ -222,20 +204,10 @@ def test_a_power_cut_while_persisting_leaves_the_old_or_the_new_data(cloud, run_
     peer.kill()
     cloud.stop()  # the restarted peer shows what it kept, nothing more
     peer.start()
-    assert login_error(peer, old_user, old_token) is None  # never nothing
-    new_served = login_error(peer, new_user, new_token) is None
+    assert peer.login_error(old_user, old_token) is None  # never nothing
+    new_served = peer.login_error(new_user, new_token) is None
     assert new_served is new  # whole versions only
-    fell_back = [l for l in peer.lines if "previous copy" in l]
-    assert bool(fell_back) is (step == "current_moved")
-
-
-def use_fake(folder, fake, **cfg):
-    path = os.path.join(folder, "config.json")
-    with open(path) as f:
-        config = json.load(f)
-    config.update(cloud_url=fake.url, **cfg)
-    with open(path, "w") as f:
-        json.dump(config, f)
+    assert (peer.count("previous copy") > 0) is (step == "current_moved")
 
 
 def open_fds(peer):
@@ -246,7 +218,7 @@ def open_fds(peer):
 def test_failed_connects_leave_no_socket_behind(cloud, run_folder, tmp_path, why):
     uuid, folder = cloud.controller(cloud_backoff_max=1)
     if why == "nobody listens":
-        use_fake(folder, type("Closed", (), {"url": "wss://127.0.0.1:%d/" % free_port()}))
+        configure(folder, cloud_url="wss://127.0.0.1:%d/" % free_port())
     else:
         with open(os.path.join(folder, "cloud-ca.pem"), "w") as f:
             f.write(lab.meta(Lab(tmp_path / "other").db, "ca_cert"))
@@ -261,13 +233,13 @@ def test_a_cloud_that_fails_after_login_is_backed_off(cloud, run_folder):
     uuid, folder = cloud.controller()
     fake = FakeCloud(cloud.db, lambda req: None)  # drops every sync
     try:
-        use_fake(folder, fake, cloud_backoff_max=2)
+        configure(folder, cloud_url=fake.url, cloud_backoff_max=2)
         run_folder(folder).wait_log("cloud link down")
         # 1 s, then 2 s at most (jittered down to half): 6 s hold 6 logins
         # at most, where a link redialling at once would make dozens; a
         # loaded machine only makes fewer.
         assert_never(lambda: fake.logins > 6, 6, "a reconnect storm")
-        assert eventually(lambda: fake.logins >= 2)  # and it keeps trying
+        assert wait_until(lambda: fake.logins >= 2)  # and it keeps trying
     finally:
         fake.close()
 
@@ -277,7 +249,7 @@ def test_the_peer_keeps_a_quiet_cloud_link_alive_with_pings(cloud, run_folder):
     base = lab.access_data(cloud.db, uuid)
     fake = FakeCloud(cloud.db, lambda req: sync_reply(req, base))
     try:
-        use_fake(folder, fake, idle_timeout=2)
+        configure(folder, cloud_url=fake.url, idle_timeout=2)
         peer = run_folder(folder)
         peer.wait_log("cloud link up")
         # Unpinged, the link would be dropped as idle after 2 s and dialled
@@ -296,7 +268,7 @@ def test_a_peer_without_a_certificate_opens_wss_when_a_sync_brings_one(cloud, ru
     peer = run_folder(folder)
     peer.wait_log("no WSS listener")
     peer.wait_log("in force")
-    assert eventually(lambda: login_error(peer, user, token) is None)
+    assert wait_until(lambda: peer.login_error(user, token) is None)
 
 
 def test_a_certificate_for_a_taken_wss_port_stops_the_peer(cloud, run_folder):
@@ -324,7 +296,7 @@ def test_cloud_verify_off_links_to_any_certificate_and_says_so(cloud, run_folder
     peer.wait_log("WARNING: cloud_verify is false")
     peer.wait_log("cloud link up")
     user, token = lab.add_user(cloud.db, uuid)
-    assert eventually(lambda: login_error(peer, user, token) is None)
+    assert wait_until(lambda: peer.login_error(user, token) is None)
 
 
 def test_a_cloud_ca_that_does_not_load_leaves_the_link_off_and_serves(cloud, run_folder):
@@ -334,17 +306,12 @@ def test_a_cloud_ca_that_does_not_load_leaves_the_link_off_and_serves(cloud, run
     with open(os.path.join(folder, "cloud-ca.pem"), "w") as f:
         f.write(JUNK_CERT)  # canonical base64 in a CERTIFICATE block, no certificate
     peer = run_folder(folder)
-    assert login_error(peer, user, token) is None  # the local server serves
-    said = [l for l in peer.lines if "cloud CA" in l]
-    assert len(said) == 1 and "cloud-ca.pem unusable" in said[0] and "no cloud link" in said[0]
+    assert peer.login_error(user, token) is None  # the local server serves
+    (said,) = peer.matching("cloud CA")
+    assert "cloud-ca.pem unusable" in said and "no cloud link" in said
     assert peer.proc.poll() is None
-    assert not [l for l in peer.lines if "Traceback" in l or "cloud link" in l.replace("no cloud link", "")]
+    assert peer.count("Traceback|(?<!no )cloud link") == 0
     assert not os.path.exists(os.path.join(os.path.dirname(folder), "crash.log"))
-
-
-def heap_alloc(peer):
-    with peer.connect() as ws:
-        return call(ws, "hub.diagnostics.get")["result"]["heapAlloc"]
 
 
 def test_access_data_replaced_by_a_sync_leaves_the_heap(cloud, run_folder):
@@ -355,10 +322,10 @@ def test_access_data_replaced_by_a_sync_leaves_the_heap(cloud, run_folder):
         json.dump({"anonymous": True}, f)  # diagnostics without a login
     peer = run_folder(folder)
     peer.wait_log("cloud sync: version 1 is current")
-    before = heap_alloc(peer)
+    before = peer.heap_alloc()
     lab.rotate_cert(cloud.db, uuid)  # the same sizes again, nothing added
     peer.wait_log("access data version 2 in force")
-    after = heap_alloc(peer)
+    after = peer.heap_alloc()
     assert after - before < 1500, (before, after)
 
 
@@ -384,11 +351,11 @@ def test_a_user_over_the_token_limit_is_dropped_and_later_changes_still_apply(cl
         assert closed.value.rcvd.code == 1008
     version = lab.versions(cloud.db)[uuid]
     peer.wait_log("access data version %d in force" % version)
-    assert login_error(peer, gone, gone_token)["data"] == BADPASS
-    assert login_error(peer, big, big_tokens[0])["data"] == BADPASS
+    assert peer.login_error(gone, gone_token)["data"] == BADPASS
+    assert peer.login_error(big, big_tokens[0])["data"] == BADPASS
     other, other_token = lab.add_user(cloud.db, uuid)
-    assert eventually(lambda: login_error(peer, other, other_token) is None)
-    assert not [l for l in peer.lines if "data refused" in l]
+    assert wait_until(lambda: peer.login_error(other, other_token) is None)
+    assert peer.count("data refused") == 0
 
 
 def bad_users(count):
@@ -420,15 +387,15 @@ def test_bad_entries_from_the_cloud_are_dropped_and_the_rest_applied(cloud, run_
     base = lab.access_data(cloud.db, uuid)
     fake = FakeCloud(cloud.db, lambda req: sync_reply(req, changed(base, version=9, **make(base))))
     try:
-        use_fake(folder, fake)
+        configure(folder, cloud_url=fake.url)
         peer = run_folder(folder, {user: [token]})
         peer.wait_log(dropped)
         peer.wait_log("access data version 9 in force")
-        assert login_error(peer, user, token) is None
+        assert peer.login_error(user, token) is None
         with open(os.path.join(folder, "access.json")) as f:
             assert json.load(f)["version"] == 9  # persisted
-        assert len([l for l in peer.lines if "cloud data version 9: " in l]) <= 17
-        assert not [l for l in peer.lines if "data refused" in l]
+        assert peer.count("cloud data version 9: ") <= 17
+        assert peer.count("data refused") == 0
     finally:
         fake.close()
 
@@ -476,3 +443,16 @@ def test_the_synced_access_json_is_owner_only(cloud, run_folder):
     peer.wait_log("access data version 2 in force")
     for name in (path, path + ".prev"):
         assert os.stat(name).st_mode & 0o777 == 0o600, name
+
+
+def test_after_a_sync_the_parsers_are_gone_again(cloud, run_folder):
+    uuid, folder = cloud.controller(sync_interval=3600)
+    peer = run_folder(folder)
+    peer.wait_log("cloud link up")
+    mark = peer.mark()
+    user, token = lab.add_user(cloud.db, uuid)  # the cloud announces it, the peer syncs
+    peer.wait_log(r"access data version \d+ in force", since=mark)
+    peer.users = {user: [token]}
+    held = test_e2e_memory.resident(peer)
+    assert held == test_e2e_memory.SERVING | {"shell.cloud", "shell.link", "core.wsclient"}, held
+    assert not held & set(memory.TRANSIENT)

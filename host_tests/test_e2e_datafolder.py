@@ -1,25 +1,12 @@
 """The data folder as the real firmware reads it at start-up: which
 access.json (or its previous copy) it serves, and which certificate."""
-import functools
 import json
-import socket
 import ssl
 
 import pytest
 
-from host_tests.peer import call, client_tls, shared_cert
 from tools import devdata
-
-
-@functools.lru_cache(maxsize=None)
-def cert_pair(name, kind):
-    return devdata.make_cert(name, kind)
-
-
-def presented_cert(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        with client_tls().wrap_socket(s) as t:
-            return t.getpeercert(binary_form=True)
+from tools.harness.peer import call, presented_cert, shared_cert
 
 
 def cert_set(cert, key):
@@ -32,7 +19,7 @@ def test_a_stored_key_that_is_not_its_certificates_is_skipped(make_peer, kind):
     # load it and then fail every handshake. The next set serves instead.
     users = {"u-1": ["token-1"]}
     good = shared_cert()
-    mine, other = cert_pair("HUB-a", kind), cert_pair("HUB-b", kind)
+    mine, other = shared_cert("HUB-a", kind), shared_cert("HUB-b", kind)
     access = devdata.make_access(users, good)
     access["current"] = [cert_set(mine[0], other[1]), cert_set(good[0], good[1])]
     p = make_peer(users=users, access=access)

@@ -2,7 +2,7 @@
 import json
 import uuid
 
-from host_tests.peer import call
+from tools.harness.peer import call
 
 NOTFOUND = {"code": -32600, "message": "Bad request", "data": "rpc.params.notfound"}
 INVALID = {"code": -32602, "message": "Wrong params", "data": "rpc.params.invalid"}
@@ -35,7 +35,7 @@ def test_no_secret_in_the_log(peer):
         peer.login(ws)
         call(ws, "hub.offline.login.ui", {"user": user, "token": "guess-123"})
     peer.stop()
-    log = "\n".join(peer.lines)
+    log = peer.output
     assert user in log  # the identity is logged, the secrets never are
     assert token not in log and "guess-123" not in log
 

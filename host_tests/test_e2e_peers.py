@@ -5,17 +5,15 @@ other end to misbehave."""
 import json
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from host_tests import soak
-from host_tests.cloud import BACKOFF_MAX, FakeController, Pair
-from host_tests.peer import call
-from host_tests.proc import ROOT
-from host_tests.wait import SLACK, WAIT, assert_never, wait_until
+from tools.harness import soak
+from tools.harness.cloud import BACKOFF_MAX, FakeController, Pair
+from tools.harness.peer import call
+from tools.harness.proc import run_module
+from tools.harness.wait import SLACK, WAIT, assert_never, wait_until
 from tools.labcloud import ca as lab_ca
 from tools.labcloud import db as lab
 
@@ -121,7 +119,7 @@ def session_of(p, hub):
     (the latest, should there have been more)."""
     pattern = r"\S+ logged in as hub %s$" % hub
     p.wait_log(pattern)
-    return [line for line in p.lines if re.search(pattern, line)][-1].split()[1]
+    return p.matching(pattern)[-1].split()[1]
 
 
 def test_unlinking_drops_both_links_and_refuses_further_logins(cloud, pair):
@@ -255,7 +253,7 @@ def test_a_peer_certificate_from_another_ca_is_refused_before_any_token(cloud, r
         assert "verif" in line.lower() or "certificate" in line.lower()
         pa.wait_count("link down", 2, timeout=BACKOFF_MAX + WAIT)  # it keeps trying, backing off
         assert fake.received == []  # no upgrade, no login, no token
-        assert not [line for line in pa.lines if "link up in" in line]
+        assert pa.count("link up in") == 0
     finally:
         fake.close()
 
@@ -307,13 +305,12 @@ def test_the_cli_drives_one_controller_through_another(cloud, pair, tmp_path):
     ca = tmp_path / "lab-ca.pem"
     ca.write_text(lab.ca_pair(cloud.db)[0])
     user, token = pair.users[a]
-    base = [sys.executable, "-m", "tools.ezlo_cli", pair.peers[a].url(), "--cafile", str(ca),
-            "--user", user, "--token=" + token, "--via-peer", b]
-    ok = subprocess.run(base + ["hub.info.get"], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    base = [pair.peers[a].url(), "--cafile", ca, "--user", user, "--token=" + token, "--via-peer", b]
+    ok = run_module("tools.ezlo_cli", *base, "hub.info.get", timeout=30)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["result"]["uuid"] == b
-    refused = subprocess.run(base + ["hub.offline.anonymous_access.enabled.set", '{"enabled": true}'],
-                             capture_output=True, text=True, timeout=30, cwd=ROOT)
+    refused = run_module("tools.ezlo_cli", *base, "hub.offline.anonymous_access.enabled.set", '{"enabled": true}',
+                         timeout=30)
     assert refused.returncode == 1
     assert json.loads(refused.stdout)["error"]["data"] == "hub.method.notallowed"
 
@@ -392,4 +389,4 @@ def test_calls_through_links_lose_nothing_under_fast_pings(cloud, run_folder):
         print(t)
         assert t.answered == calls
     for u, proc in pair.peers.items():  # no link was lost meanwhile
-        assert proc.count("link down", since=marks[u]) == 0, "\n".join(proc.lines)
+        assert proc.count("link down", since=marks[u]) == 0, proc.output

@@ -5,7 +5,7 @@ import socket
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from host_tests.peer import RawClient, call
+from tools.harness.peer import RawClient, call
 
 REQUIRED = {"code": -32500, "message": "Login required", "data": "user.login.required"}
 

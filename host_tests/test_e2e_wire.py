@@ -6,7 +6,7 @@ import os
 
 from wsproto.events import CloseConnection, Message
 
-from host_tests.peer import RawClient
+from tools.harness.peer import RawClient
 
 MASK = os.urandom(4)
 

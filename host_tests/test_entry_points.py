@@ -10,15 +10,14 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import time
 
 import pytest
 
-from host_tests.peer import MICROPYTHON, PEER_ROOT, Peer
-from host_tests.proc import ROOT
+from tools.harness.peer import MICROPYTHON, PEER_ROOT, Peer
+from tools.harness.proc import run
+from tools.harness.wait import SLACK, wait_until
 from tools.labcloud import db as lab
-from host_tests.wait import SLACK, wait_until
 
 LOG_MAX = 4096  # firmware.seam.crashlog.LOG_MAX
 PASSWORD = "hunter2-wifi-secret"
@@ -88,8 +87,7 @@ def run_boot(folder, code=None, timeout=20, env=None):
     else:
         args = [MICROPYTHON, "-c", "exec(open('boot.py').read())\n" + code, "--data", str(folder)]
     t0 = time.monotonic()
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, **(env or {})))
+    done = run(args, timeout, env)
     return done.returncode, done.stdout + done.stderr, time.monotonic() - t0
 
 
@@ -179,7 +177,7 @@ def test_board_watchdog_is_fed_and_set_to_a_day_on_ctrl_c(tmp_path):
         peer.proc.send_signal(signal.SIGINT)
         assert peer.wait_exit() == 0
         peer.wait_log("stub: WDT timeout 86400000")  # the REPL keeps the board
-        out = "\n".join(peer.lines)
+        out = peer.output
         assert out.index("stopped") < out.index("stub: WDT timeout 86400000")
         assert "stub: reset" not in out
     finally:
@@ -191,7 +189,7 @@ def test_board_crash_resets_through_the_chip(tmp_path):
     peer.start(env=dict(board_env(tmp_path), PEER_CRASH_AT="serving"))
     assert peer.wait_exit(30) == 1
     peer.wait_log("stub: reset")
-    out = "\n".join(peer.lines)
+    out = peer.output
     assert out.index("crash logged") < out.index("stub: reset")
     assert b"crash test at serving" in (tmp_path / "crash.log").read_bytes()
 
@@ -203,7 +201,7 @@ def crash(folder, timeout=30):
     peer.start(ready="ready", env={"PEER_CRASH_AT": "serving"})
     status = peer.wait_exit(timeout)
     peer.wait_log("resetting in")
-    return status, "\n".join(peer.lines), time.monotonic() - t0
+    return status, peer.output, time.monotonic() - t0
 
 
 def entries(log):
@@ -267,8 +265,7 @@ def test_a_config_error_is_no_crash(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"hub": "h", "serial": "1", "wifi": []}))
-    done = subprocess.run([MICROPYTHON, os.path.join(PEER_ROOT, "main.py"), "--data", str(folder)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    done = run([MICROPYTHON, os.path.join(PEER_ROOT, "main.py"), "--data", folder], timeout=30)
     assert done.returncode == 2
     assert "config.json: 'wifi' must be an object" in done.stdout
     assert not (tmp_path / "crash.log").exists()
@@ -282,10 +279,10 @@ def test_a_taken_wss_port_stops_the_peer_with_status_3_and_no_crash(tmp_path):
         # The board's side: a stop with a reason is no crash to reset from.
         second.start(ready=None, env=board_env(tmp_path))
         assert second.wait_exit() == 3
-        (line,) = [l for l in second.lines if "cannot listen" in l]
+        (line,) = second.matching("cannot listen")
         assert line.endswith(" cannot listen for wss on 127.0.0.1:%d ([Errno 98] EADDRINUSE):"
                              " stopping, exit status 3" % port)
-        out = "\n".join(second.lines)
+        out = second.output
         assert "ready" not in out and "Traceback" not in out and "stub: reset" not in out
         assert not (tmp_path / "crash.log").exists()
         with first.connect() as ws:  # the first serves on
@@ -305,12 +302,8 @@ def test_a_second_copy_of_a_peer_stops_before_it_reaches_the_cloud(cloud, run_fo
         assert second.start(ready=None).wait_exit() == 3
     finally:
         second.stop()
-    assert not [l for l in second.lines if "ready" in l or "cloud" in l], second.lines
+    assert second.count("ready|cloud") == 0, second.output
     # The first keeps the cloud: a user added now reaches it through its link.
     user, token = lab.add_user(cloud.db, uuid)
-
-    def served():
-        with first.connect() as ws:
-            return first.login(ws, user, token)["error"] is None
-    wait_until(served, what="the new user served by the first copy")
+    wait_until(lambda: first.login_error(user, token) is None, what="the new user served by the first copy")
     assert (cloud.count("login ok"), cloud.count("replaced")) == (1, 0), cloud.lines  # the first's

@@ -1,9 +1,7 @@
 """How an unexpected exception reaches the log: under the real MicroPython,
 its type and where it was raised, never its message."""
-import subprocess
-
-from host_tests.peer import MICROPYTHON
-from host_tests.proc import ROOT
+from tools.harness.peer import MICROPYTHON
+from tools.harness.proc import run
 
 SCRIPT = """
 from firmware.seam import faults
@@ -22,8 +20,7 @@ except Exception as e:
 
 
 def test_a_fault_is_told_by_type_and_place_without_its_message():
-    out = subprocess.run([MICROPYTHON, "-c", SCRIPT], cwd=ROOT, capture_output=True,
-                         text=True, timeout=30)
+    out = run([MICROPYTHON, "-c", SCRIPT], timeout=30)
     line = out.stdout.strip()
     assert out.returncode == 0, out.stderr
     assert line.startswith("ValueError at "), line

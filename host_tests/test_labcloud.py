@@ -2,13 +2,11 @@
 WSS endpoint run as `serve` in a child process, reached over TLS verified
 against the lab CA, as a provisioned controller reaches it."""
 import glob
-import hashlib
 import json
 import os
 import re
 import ssl
 import stat
-import subprocess
 import sys
 import uuid as uuidlib
 
@@ -20,10 +18,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from host_tests.peer import ROOT, Peer, call, free_port, listen_ports
-from host_tests.proc import LoggedProcess
-from host_tests.wait import SLACK
 from tools import labcloud
+from tools.devdata import sha256_hex
+from tools.harness.peer import Peer, call, config_of, free_port, listen_ports
+from tools.harness.proc import LoggedProcess, run_module
+from tools.harness.wait import SLACK
 from tools.labcloud import cli
 from tools.labcloud.server import POLL_S
 
@@ -31,10 +30,6 @@ PUSH = "hub.offline.credentials.updated"
 SYNC = "cloud.access_keys_controller_sync"
 LOGIN = "cloud.controller.login"
 BADPASS = {"code": -32500, "message": "Bad password", "data": "user.login.badpassword"}
-
-
-def sha(text):
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def cert(pem):
@@ -67,8 +62,7 @@ def run(capsys, db_path, *args):
 
 
 def run_process(db_path, *args):
-    return subprocess.run([sys.executable, "-m", "tools.labcloud", str(db_path)] + [str(a) for a in args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    return run_module("tools.labcloud", db_path, *args, timeout=30)
 
 
 @pytest.fixture
@@ -152,13 +146,13 @@ def test_add_user_prints_the_token_once_and_stores_only_its_digest(capsys, lab):
     again, token2 = labcloud.add_user(db, hub, user=user)  # the same user, one more token
     other, token3 = labcloud.add_user(db, hub)
     assert again == user and other != user
-    assert labcloud.access_data(db, hub)["clients"] == {user: [sha(token), sha(token2)],
-                                                         other: [sha(token3)]}
+    assert labcloud.access_data(db, hub)["clients"] == {user: [sha256_hex(token), sha256_hex(token2)],
+                                                        other: [sha256_hex(token3)]}
     stored = db_bytes(path)
     for t in (token, token2, token3):
         assert t.encode() not in stored
     labcloud.remove_user(db, hub, user)
-    assert labcloud.access_data(db, hub)["clients"] == {other: [sha(token3)]}
+    assert labcloud.access_data(db, hub)["clients"] == {other: [sha256_hex(token3)]}
     with pytest.raises(labcloud.LabCloudError, match="has no user"):
         labcloud.remove_user(db, hub, user)
 
@@ -225,11 +219,6 @@ def test_rotate_cert_replaces_the_set_and_still_verifies(capsys, lab):
                       ec.EllipticCurvePublicKey)
 
 
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
 def test_provision_writes_a_private_data_folder(capsys, lab, tmp_path):
     db, path = lab
     hub, serial = labcloud.add_controller(db, kind="ec")
@@ -242,20 +231,20 @@ def test_provision_writes_a_private_data_folder(capsys, lab, tmp_path):
     assert sorted(os.listdir(folder)) == ["access.json", "cloud-ca.pem", "config.json"]
     for name in os.listdir(folder):
         assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o600
-    cfg = read_json(folder / "config.json")
+    cfg = config_of(folder)
     secret = cfg.pop("cloud_token")
     assert cfg == {"hub": hub, "serial": serial, "host": "127.0.0.1", "wss_port": 18000,
                    "ws_port": 18001, "cloud_url": "wss://127.0.0.1:17443/", "cloud_ca": "cloud-ca.pem"}
     assert secret not in out and secret.encode() not in db_bytes(path)
     assert labcloud.check_secret(db, hub, secret) and not labcloud.check_secret(db, hub, secret + "x")
-    assert read_json(folder / "access.json") == labcloud.access_data(db, hub)
+    assert json.loads((folder / "access.json").read_text()) == labcloud.access_data(db, hub)
     assert (folder / "cloud-ca.pem").read_text() == labcloud.db.meta(db, "ca_cert")
 
     status, _, err = run(capsys, path, "provision", hub, folder)
     assert status == 1 and "use --force" in err
-    assert read_json(folder / "config.json")["cloud_token"] == secret
+    assert config_of(folder)["cloud_token"] == secret
     assert run(capsys, path, "provision", hub, folder, "--force")[0] == 0
-    renewed = read_json(folder / "config.json")["cloud_token"]
+    renewed = config_of(folder)["cloud_token"]
     assert renewed != secret and labcloud.check_secret(db, hub, renewed)
     assert not labcloud.check_secret(db, hub, secret)  # the previous secret is gone
 
@@ -268,19 +257,11 @@ def test_provision_peer_url_tells_the_controller_where_its_peers_listen(capsys, 
     status, _, _ = run(capsys, path, "provision", hub, folder,
                        "--peer-url", other_serial + "=wss://127.0.0.1:17010/")
     assert status == 0  # a peer named by its serial is written by its UUID
-    assert read_json(folder / "config.json")["peer_urls"] == {other: "wss://127.0.0.1:17010/"}
+    assert config_of(folder)["peer_urls"] == {other: "wss://127.0.0.1:17010/"}
     for bad in (other + "=ws://127.0.0.1:17011/", other, "nobody=wss://x:1/"):
         status, _, err = run(capsys, path, "provision", hub, tmp_path / "x", "--peer-url", bad)
         assert status == 1 and err.strip()
         assert not os.path.exists(tmp_path / "x")
-
-
-class FolderPeer(Peer):
-    """The firmware started on a folder the lab cloud wrote."""
-
-    def __init__(self, folder):
-        self.folder, self.proc, self.lines = str(folder), None, []
-        self.cfg = read_json(os.path.join(self.folder, "config.json"))
 
 
 def test_the_firmware_runs_from_a_provisioned_folder(tmp_path):
@@ -292,7 +273,7 @@ def test_the_firmware_runs_from_a_provisioned_folder(tmp_path):
     labcloud.link(db, hub, other)
     folder = tmp_path / "data"
     labcloud.provision(db, hub, str(folder), **listen_ports())
-    peer = FolderPeer(folder).start()
+    peer = Peer.existing(folder).start()  # the firmware on the folder the lab cloud wrote
     try:
         trust = ssl.create_default_context(cafile=str(folder / "cloud-ca.pem"))
         with connect(peer.url(), ssl=trust, open_timeout=10) as ws:  # its certificate verifies
@@ -313,7 +294,7 @@ def test_show_lists_without_secrets(capsys, lab, tmp_path):
     user, token = labcloud.add_user(db, a)
     labcloud.link(db, a, b)
     labcloud.provision(db, a, str(tmp_path / "d"))
-    secrets = [token, sha(token), read_json(tmp_path / "d" / "config.json")["cloud_token"]]
+    secrets = [token, sha256_hex(token), config_of(tmp_path / "d")["cloud_token"]]
     secrets += labcloud.access_data(db, a)["peers"][b]["tokens"]
     status, listing, _ = run(capsys, path, "show")
     assert status == 0
@@ -463,8 +444,8 @@ def test_sync_returns_the_full_access_data(cloud):
     assert set(result) == {"clients", "peers", "current", "version"} and result["version"] == 5
     (first, token1), (second, token2) = issued
     assert set(result["clients"]) == {first, second}
-    assert sha(token1) in result["clients"][first] and len(result["clients"][first]) == 2
-    assert result["clients"][second] == [sha(token2)]
+    assert sha256_hex(token1) in result["clients"][first] and len(result["clients"][first]) == 2
+    assert result["clients"][second] == [sha256_hex(token2)]
     assert result["peers"][other]["id"] == labcloud.db.resolve(cloud.db, other)[1]
     assert set(result["current"][0]) == {"certificate", "private", "public_parent"}
     cloud.wait_log("sync served hub %s version 5 \\(controller had 1\\)" % hub)
@@ -481,8 +462,8 @@ def test_a_change_made_by_the_cli_is_pushed_at_the_next_poll(cloud):
         ws.send(json.dumps({"id": push["id"], "method": PUSH, "error": None, "result": {}}))
         token = re.search(r"shown only now.*: (\S+)", done.stdout).group(1)
         clients = request(ws, SYNC)["result"]["clients"]
-        assert [sha(token)] in clients.values()
-    assert not any(token in line or secret in line for line in cloud.lines)
+        assert [sha256_hex(token)] in clients.values()
+    assert token not in cloud.output and secret not in cloud.output
 
 
 def test_a_second_connection_replaces_the_first(cloud):

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from firmware.core import rpc
-from host_tests.proc import ROOT
+from tools.harness.proc import ROOT
 
 NOTFOUND = (-32600, "Bad request", "rpc.params.notfound")
 INVALID = (-32602, "Wrong params", "rpc.params.invalid")

@@ -8,7 +8,7 @@ import ssl
 import pytest
 
 from firmware.core import ws
-from host_tests.shell import (CLOUD_HOST, CLOUD_PORT, CLOUD_TOKEN, HUB, PEER, PEER_SERIAL, PEER_TOKEN, TOKEN, TOKEN2,
+from tools.harness.shell import (CLOUD_HOST, CLOUD_PORT, CLOUD_TOKEN, HUB, PEER, PEER_SERIAL, PEER_TOKEN, TOKEN, TOKEN2,
                               USER, USER2, access_result, parse_access, scenario)
 
 SYNC = "cloud.access_keys_controller_sync"

@@ -4,7 +4,7 @@ server's clock keeps, driven by the fake clock."""
 import pytest
 
 from firmware.core import ws
-from host_tests.shell import SERIAL, TICK_MS, TOKEN, TOKEN2, USER, USER2, scenario
+from tools.harness.shell import SERIAL, TICK_MS, TOKEN, TOKEN2, USER, USER2, scenario
 
 HANDSHAKE_MS, LOGIN_MS, IDLE_MS, PING_MS, WRITE_MS = 10000, 30000, 60000, 20000, 10000  # README, "Limits"
 LINGER_MS = 500  # README, "Security": a server-initiated close waits this long for the client to hang up

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from host_tests.shell import (HUB, PEER, PEER_SERIAL, PEER_TOKEN, SERIAL, TICK_MS, TOKEN, TOKEN2, USER, USER2,
+from tools.harness.shell import (HUB, PEER, PEER_SERIAL, PEER_TOKEN, SERIAL, TICK_MS, TOKEN, TOKEN2, USER, USER2,
                               scenario)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from firmware.core import ws
 from firmware.shell.link import LinkError
-from host_tests.shell import TICK_MS, scenario
+from tools.harness.shell import TICK_MS, scenario
 
 IDLE_MS, HANDSHAKE_MS, WRITE_MS = 60000, 10000, 10000  # README, "Limits"
 

@@ -4,7 +4,7 @@ both ways over the link, and hub.peer.call's answers and errors."""
 import pytest
 
 from firmware.core import access, ws
-from host_tests.shell import (HUB, PEER, PEER_SERIAL, PEER_TOKEN, TOKEN, USER, access_result, cert_pem,
+from tools.harness.shell import (HUB, PEER, PEER_SERIAL, PEER_TOKEN, TOKEN, USER, access_result, cert_pem,
                               parse_access, scenario)
 
 LOGIN_HUB = "hub.offline.login.hub"

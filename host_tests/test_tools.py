@@ -7,17 +7,17 @@ import re
 import shlex
 import socket
 import stat
-import subprocess
 import sys
 import uuid
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from host_tests.peer import PORT_ATTEMPTS, ROOT, call, free_port, listen_ports
-from host_tests.proc import LoggedProcess
 from tools import devdata
+from tools.harness.peer import PORT_ATTEMPTS, call, free_port, listen_ports
+from tools.harness.proc import LoggedProcess, run, run_module
 
 BADPASS = {"code": -32500, "message": "Bad password", "data": "user.login.badpassword"}
 # hub.info.get keys clients read after login (API-NOTES), plus the identity.
@@ -26,14 +26,8 @@ INFO_KEYS = {"serial", "uuid", "model", "hardware", "firmware", "architecture",
 VOLATILE = {"uptime", "localtime", "freeMemory"}
 
 
-def py(*args, timeout=60):
-    """Runs the venv python with args from the repo root."""
-    return subprocess.run([sys.executable] + list(args), cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 def cli(*args, timeout=60):
-    return py("-m", "tools.ezlo_cli", *args, timeout=timeout)
+    return run_module("tools.ezlo_cli", *args, timeout=timeout)
 
 
 def port_pair():
@@ -99,6 +93,41 @@ def test_create_certificate_is_rsa_2048_named_after_serial(tmp_path):
     assert cfg["serial"].isdigit() and len(cfg["serial"]) == 8
 
 
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_make_cert_is_self_signed_for_the_local_names(kind):
+    cert_pem, key_pem = devdata.make_cert("HUB70010042", kind)
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    cert.verify_directly_issued_by(cert)  # self-signed
+    assert cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value == "HUB70010042"
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(n) for n in sans.get_values_for_type(x509.DNSName)] == ["HUB70010042.local", "localhost"]
+    assert [str(n) for n in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 825
+    assert key_pem.startswith("-----BEGIN PRIVATE KEY-----")  # PKCS#8, unencrypted
+    key = serialization.load_pem_private_key(key_pem.encode(), None)
+    if kind == "rsa":
+        assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048
+    else:
+        assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+    assert key.public_key().public_numbers() == cert.public_key().public_numbers()
+
+
+def test_a_key_kind_other_than_rsa_or_ec_is_refused():
+    with pytest.raises(ValueError, match="'rsa' or 'ec'"):
+        devdata.make_cert("HUB70010042", "dsa")
+
+
+def test_write_private_is_owner_only_even_over_a_readable_file(tmp_path):
+    path = tmp_path / "key.pem"
+    path.write_text("old")
+    os.chmod(path, 0o644)
+    devdata.write_private(str(path), "new")
+    assert path.read_text() == "new" and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    der = tmp_path / "key.der"
+    devdata.write_private(str(der), b"\x30\x00")
+    assert der.read_bytes() == b"\x30\x00" and stat.S_IMODE(os.stat(der).st_mode) == 0o600
+
+
 def test_create_refuses_an_existing_folder(tmp_path):
     folder = tmp_path / "d"
     folder.mkdir()
@@ -120,7 +149,7 @@ def printed_credentials(out):
 def test_devdata_main_printed_token_logs_in(tmp_path, run_folder):
     folder = tmp_path / "var"
     port = port_pair()
-    made = py("-m", "tools.devdata", str(folder), "--port", str(port))
+    made = run_module("tools.devdata", str(folder), "--port", str(port))
     assert made.returncode == 0, made.stderr
     args, user, token = printed_credentials(made.stdout)
     assert args[0] == "wss://127.0.0.1:%d" % port
@@ -143,13 +172,13 @@ def test_devdata_main_printed_token_logs_in(tmp_path, run_folder):
 
 def test_devdata_main_keeps_an_existing_folder_and_prints_no_token(tmp_path):
     folder = tmp_path / "var"
-    first = py("-m", "tools.devdata", str(folder), "--port", "17100")
+    first = run_module("tools.devdata", str(folder), "--port", "17100")
     assert first.returncode == 0, first.stderr
     _, user, token = printed_credentials(first.stdout)
     before = snapshot(folder)
     assert set(before) == {"access.json", "config.json", "demo-user.txt"}
 
-    again = py("-m", "tools.devdata", str(folder), "--port", "17100", "--host", "0.0.0.0")
+    again = run_module("tools.devdata", str(folder), "--port", "17100", "--host", "0.0.0.0")
     assert again.returncode == 0, again.stderr
     assert snapshot(folder) == before
     assert token not in again.stdout and token not in again.stderr
@@ -160,8 +189,8 @@ def test_devdata_main_keeps_an_existing_folder_and_prints_no_token(tmp_path):
 
 def test_devdata_main_existing_folder_hint_names_the_configured_port(tmp_path):
     folder = tmp_path / "var"
-    assert py("-m", "tools.devdata", str(folder), "--port", "18000").returncode == 0
-    again = py("-m", "tools.devdata", str(folder))  # as `make run` without PORT=
+    assert run_module("tools.devdata", str(folder), "--port", "18000").returncode == 0
+    again = run_module("tools.devdata", str(folder))  # as `make run` without PORT=
     assert again.returncode == 0
     args, _, _ = printed_credentials(again.stdout)
     assert args[0] == "wss://127.0.0.1:18000"
@@ -172,7 +201,7 @@ def test_devdata_main_leaves_an_existing_foreign_folder_alone(tmp_path):
     folder.mkdir()
     (folder / "notes.txt").write_text("keep me")
     before = snapshot(folder)
-    done = py("-m", "tools.devdata", str(folder))
+    done = run_module("tools.devdata", str(folder))
     assert done.returncode == 0
     assert snapshot(folder) == before
     assert "--token" not in done.stdout
@@ -340,18 +369,18 @@ def running_demo(tmp_path):
 def test_make_run_starts_a_cloud_and_a_peer_that_a_new_user_reaches(tmp_path):
     demo = running_demo(tmp_path)
     try:
-        args, user, token = printed_credentials("\n".join(demo.lines))
+        args, user, token = printed_credentials(demo.output)
         assert args[0] == "wss://127.0.0.1:%d" % demo.port
         assert cli(*args).returncode == 0
         add = demo.wait_log(r"tools\.labcloud .* add-user \S+").split("python ", 1)[1]
-        made = py(*shlex.split(add))
+        made = run([sys.executable, *shlex.split(add)])
         new_user, new_token = re.search(r"User (\S+) .*\n.*: (\S+)\n", made.stdout).groups()
         demo.wait_log("version 3 in force")
         done = cli(args[0], "--no-verify", "--user", new_user, "--token=" + new_token, "hub.info.get")
         assert done.returncode == 0, done.stderr
     finally:
         assert demo.stop() == 0
-    assert [l for l in demo.lines if l.endswith(" stopped")]  # the peer stopped cleanly
+    assert demo.count(" stopped$")  # the peer stopped cleanly
 
 
 def test_a_second_make_run_stops_with_the_reason_and_leaves_the_first_alone(tmp_path):
@@ -362,16 +391,16 @@ def test_a_second_make_run_stops_with_the_reason_and_leaves_the_first_alone(tmp_
             assert second.wait_exit(60) == 3
         finally:
             second.stop()
-        out = "\n".join(second.lines)
+        out = second.output
         assert "error: cannot listen on 127.0.0.1:%d (address already in use)" % first.cloud_port in out
         assert second.lines[-1] == ("make run: the lab cloud did not start, so neither did the peer;"
                                     " is another `make run` running? (exit status 3)")
         assert not second.count(r"\bready$")  # its peer never started
         # The first serves on, and its cloud session was never contested.
-        args, _, _ = printed_credentials("\n".join(first.lines))
+        args, _, _ = printed_credentials(first.output)
         assert cli(*args).returncode == 0
         counts = [first.count(what) for what in ("login ok", "replaced", "cloud link down")]
-        assert counts == [1, 0, 0], first.lines
+        assert counts == [1, 0, 0], first.output
     finally:
         assert first.stop() == 0
 
@@ -386,7 +415,7 @@ def test_make_run_stops_when_its_peer_cannot_listen(tmp_path):
             assert demo.taken()
             if not demo.count("the lab cloud did not start"):  # its own port taken
                 break
-    out = "\n".join(demo.lines)
+    out = demo.output
     assert "cannot listen for wss on 127.0.0.1:%d ([Errno 98] EADDRINUSE)" % port in out
     assert "make run: the peer stopped; stopping the lab cloud (exit status 3)" in out
     assert demo.lines[-1].endswith(" stopped")  # the cloud's last line: it was stopped

@@ -1,12 +1,11 @@
 """The type check of `make lint` really checks the firmware against the
 ESP32's MicroPython: a misused board API fails it, and the right one passes."""
 import os
-import subprocess
 import sys
 
 import pytest
 
-from host_tests.proc import ROOT
+from tools.harness.proc import run
 
 MYPY = os.path.join(os.path.dirname(sys.executable), "mypy")
 
@@ -14,8 +13,7 @@ MYPY = os.path.join(os.path.dirname(sys.executable), "mypy")
 def check(tmp_path, code):
     path = tmp_path / "board_use.py"
     path.write_text(code)
-    return subprocess.run([MYPY, "--config-file", "mypy.ini", "--no-incremental", str(path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return run([MYPY, "--config-file", "mypy.ini", "--no-incremental", path], timeout=120)
 
 
 @pytest.mark.parametrize("code, finding", [

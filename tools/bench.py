@@ -8,7 +8,6 @@ All traffic stays on 127.0.0.1.
 """
 import contextlib
 import os
-import select
 import socket
 import statistics
 import subprocess
@@ -19,7 +18,10 @@ import time
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from host_tests.peer import MICROPYTHON, PEER_ROOT, ROOT, Peer, call, client_tls, free_port, shared_cert
+from tools.devdata import write_private
+from tools.harness.peer import MICROPYTHON, PEER_ROOT, ROOT, Peer, call, client_tls, diagnostics, free_port, shared_cert
+from tools.harness.proc import LoggedProcess
+from tools.harness.wait import wait_until
 
 RUNS = 7  # connect and login samples
 RATE_RUNS = 5
@@ -72,9 +74,8 @@ def der_files(folder):
     paths = os.path.join(folder, "cert.der"), os.path.join(folder, "key.der")
     with open(paths[0], "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.DER))
-    with open(paths[1], "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+    write_private(paths[1], key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
     return paths
 
 
@@ -83,14 +84,14 @@ def start_echo(folder, port):
     if os.environ.get("PEER_HEAPSIZE"):  # the same heap as the peer's
         args += ["-X", "heapsize=" + os.environ["PEER_HEAPSIZE"]]
     args += [os.path.join(ROOT, "tools", "bench_echo.py"), str(port), *der_files(folder)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ready = select.select([proc.stdout], [], [], TIMEOUT)[0]
-    line = proc.stdout.readline() if ready else ""
-    if not line.startswith("listening"):
-        proc.kill()
-        proc.wait()
-        raise RuntimeError("bench_echo.py did not start: %r" % line)
-    return proc
+    echo = LoggedProcess()
+    echo.spawn(args)
+    try:
+        echo.wait_log("^listening", TIMEOUT)
+    except AssertionError as e:
+        echo.kill()
+        raise RuntimeError("bench_echo.py did not start: %s" % e)
+    return echo
 
 
 def ok(reply):
@@ -144,14 +145,10 @@ def echo_rate(port):
 def settled(probe, conns):
     """The heap once the server counts `conns` connections: a closed one
     leaves its list a moment after the client has seen it close."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
+    def heap():
         alloc, seen = probe()
-        if seen == conns:
-            return alloc
-        if time.monotonic() > deadline:
-            raise RuntimeError("server counts %d connections, expected %d" % (seen, conns))
-        time.sleep(0.05)
+        return alloc if seen == conns else None
+    return wait_until(heap, TIMEOUT, "the server counting %d connections" % conns)
 
 
 def idle_and_slope(allocs):
@@ -162,8 +159,8 @@ def idle_and_slope(allocs):
     return allocs[0] - slope, slope
 
 
-def diagnostics(ws):
-    d = ok(call(ws, "hub.diagnostics.get"))
+def heap_and_conns(ws):
+    d = diagnostics(ws)
     return d["heapAlloc"], d["connections"]
 
 
@@ -174,7 +171,7 @@ def peer_heap(peer):
         for k in range(1, MAX_CONNS + 1):
             conns.append(peer.connect())
             ok(peer.login(conns[-1]))
-            allocs.append(settled(lambda: diagnostics(conns[0]), k))
+            allocs.append(settled(lambda: heap_and_conns(conns[0]), k))
         return idle_and_slope(allocs)
     finally:
         for ws in conns:
@@ -263,7 +260,6 @@ def peer_and_echo(tmp):
         peer.stop()
         if echo is not None:
             echo.kill()
-            echo.wait(TIMEOUT)
 
 
 def main():

@@ -15,9 +15,10 @@ import sys
 import tempfile
 import time
 
-from host_tests.cloud import Lab
-from host_tests.peer import Peer, call
 from tools.bench import table
+from tools.harness.cloud import Lab
+from tools.harness.peer import Peer
+from tools.harness.wait import wait_until
 from tools.labcloud import db as lab
 
 RUNS = 5
@@ -27,8 +28,7 @@ PEERS = 10
 def login_ms(peer, user, token):
     """ms to connect and log in, or None when the token is refused."""
     start = time.monotonic()
-    with peer.connect() as ws:
-        ok = call(ws, "hub.offline.login.ui", {"user": user, "token": token})["error"] is None
+    ok = peer.login_error(user, token) is None
     return (time.monotonic() - start) * 1000 if ok else None
 
 
@@ -36,21 +36,14 @@ def change_to_login(cloud, uuid, peer):
     """ms from add-user in the cloud to the first successful login with it."""
     start = time.monotonic()
     user, token = lab.add_user(cloud.db, uuid)
-    while login_ms(peer, user, token) is None:
-        if time.monotonic() - start > 10:
-            raise TimeoutError("the new user never logged in")
+    wait_until(lambda: login_ms(peer, user, token), 10, "a login with the new user", poll=0)
     return (time.monotonic() - start) * 1000
 
 
-def heap(peer):
-    with peer.connect() as ws:
-        return call(ws, "hub.diagnostics.get")["result"]["heapAlloc"]
-
-
 def in_force(peer, version, since):
-    """The ms the peer logged for putting `version` in force."""
-    peer.wait_log("access data version %d in force" % version, timeout=30)
-    line = [l for l in peer.lines[since:] if "version %d in force" % version in l][0]
+    """The ms the peer logged for putting `version` in force (a line from
+    line `since` on)."""
+    line = peer.wait_log("access data version %d in force" % version, timeout=30, since=since)
     return float(re.search(r"in (\d+) ms", line).group(1))
 
 
@@ -67,12 +60,12 @@ def apply_sample(tmp, users):
         peer = Peer.existing(folder).start()
         try:
             in_force(peer, lab.versions(cloud.db)[uuid], 0)  # the links, at connect
-            before, since = heap(peer), len(peer.lines)
+            before, since = peer.heap_alloc(), peer.mark()
             for _ in range(users):  # the peer may apply versions on the way
                 user = lab.add_user(cloud.db, uuid)[0]
                 lab.add_user(cloud.db, uuid, user)
             took = in_force(peer, lab.versions(cloud.db)[uuid], since)
-            return took, heap(peer) - before
+            return took, peer.heap_alloc() - before
         finally:
             peer.stop()
     finally:

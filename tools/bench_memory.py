@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 
-from host_tests.peer import MICROPYTHON, PEER_ROOT, ROOT, free_port
+from tools.harness.peer import MICROPYTHON, PEER_ROOT, ROOT, free_port
 from tools.bench import (HEAP_RUNS, MAX_CONNS, Echo, peer_and_echo, echo_heap, micropython_version, paired,
                          peer_heap, start_echo, table)
 
@@ -63,7 +63,6 @@ def echo_serves(kb, folder):
         for c in conns:
             c.close()
         proc.kill()
-        proc.wait()
     print("  %3dK: echo server %s" % (kb, "serves" if ok else "fails"), flush=True)
     return ok
 

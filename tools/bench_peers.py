@@ -20,9 +20,10 @@ import sys
 import tempfile
 import time
 
-from host_tests.cloud import Lab, Pair
-from host_tests.peer import Peer, call
 from tools.bench import ok, table
+from tools.harness.cloud import Lab, Pair
+from tools.harness.peer import Started, call, diagnostics
+from tools.harness.wait import wait_until
 from tools.labcloud import db as lab
 
 SETUPS = 5
@@ -33,14 +34,8 @@ HEAP_RUNS = 3
 
 def link_up_ms(proc, since):
     """The set-up time of the first link that came up after line `since`."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for line in proc.lines[since:]:
-            m = re.search(r"link up in (\d+) ms", line)
-            if m:
-                return float(m.group(1))
-        time.sleep(0.05)
-    raise TimeoutError("the link did not come back")
+    line = proc.wait_log(r"link up in \d+ ms", 30, since=since)
+    return float(re.search(r"link up in (\d+) ms", line).group(1))
 
 
 def client_setup_ms(pair, near, far):
@@ -61,19 +56,18 @@ def rate(ws, method, params):
 
 
 def heap(ws):
-    return ok(call(ws, "hub.diagnostics.get"))["heapAlloc"]
+    return diagnostics(ws)["heapAlloc"]
 
 
 def settled_heap(pair, uuid, links_wanted):
     """The heap of `uuid` once it holds `links_wanted` peer connections."""
+    def settled():
+        held = [e for e in ok(call(ws, "hub.peer.links.list"))["links"] if e["state"] == "logged in"]
+        return len(held) == links_wanted
+
     with pair.user_session(uuid) as ws:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            held = [e for e in ok(call(ws, "hub.peer.links.list"))["links"] if e["state"] == "logged in"]
-            if len(held) == links_wanted:
-                return heap(ws)
-            time.sleep(0.2)
-    raise TimeoutError("links never settled at %d" % links_wanted)
+        wait_until(settled, 30, "%d links logged in" % links_wanted, poll=0.2)
+        return heap(ws)
 
 
 def lone_heap(cloud, run):
@@ -95,13 +89,7 @@ def user_conn_heap(pair, uuid):
 
 
 def main():
-    started = []
-
-    def run(folder, users=None, **kw):
-        p = Peer.existing(folder, users)
-        started.append(p)
-        return p.start(**kw)
-
+    run = Started()
     with tempfile.TemporaryDirectory() as tmp:
         cloud = Lab(os.path.join(tmp, "lab")).start()
         try:
@@ -111,7 +99,7 @@ def main():
             link_ms, client_ms = [], []
             for _ in range(SETUPS):
                 pair.peers[b].stop()
-                since = len(pair.peers[a].lines)
+                since = pair.peers[a].mark()
                 pair.peers[b] = pair.start(b, move_ports=False)  # a dials its port
                 link_ms.append(link_up_ms(pair.peers[a], since))
                 client_ms.append(client_setup_ms(pair, a, b))
@@ -129,8 +117,7 @@ def main():
                 code.append(down - lone)
                 pair.peers[b] = pair.start(b, move_ports=False)  # a dials its port
         finally:
-            for p in started:
-                p.stop()
+            run.stop()
             cloud.stop()
     print("peer links, median (min-max); %d set-ups, %d rate runs of %d calls, %d heap runs"
           % (SETUPS, RATE_RUNS, CALLS, HEAP_RUNS))

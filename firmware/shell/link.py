@@ -60,6 +60,8 @@ def reason(e):
     # never carries secrets; of anything else only the type and place.
     if isinstance(e, (LinkError, OSError, EOFError, ValueError, asyncio.TimeoutError)):
         return str(e).strip() or type(e).__name__
+    if isinstance(e, MemoryError):
+        return "out of memory"
     from firmware.seam import faults
 
     return faults.describe(e)
@@ -235,7 +237,7 @@ class Link:
         elif op == ws.OP_TEXT:
             try:
                 msg = json.loads(payload)
-            except Exception:  # ValueError, or MemoryError on absurd input
+            except ValueError:  # a MemoryError is no fault of the other side's
                 raise LinkError("malformed JSON")
             if not isinstance(msg, dict):
                 raise LinkError("a message is not an object")

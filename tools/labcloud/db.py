@@ -16,7 +16,7 @@ import secrets
 import sqlite3
 import uuid as uuidlib
 
-from tools.devdata import sha256_hex
+from tools.devdata import sha256_hex, write_private
 from tools.labcloud import ca
 
 # The firmware refuses or drops more than these (README "The data folder").
@@ -319,13 +319,6 @@ def check_secret(db, hub, secret):
     row = db.execute("SELECT secret FROM controllers WHERE uuid = ?", (hub,)).fetchone()
     stored = row[0] if row and row[0] else _DECOY
     return hmac.compare_digest(sha256_hex(secret), stored) and stored != _DECOY
-
-
-def write_private(path, text):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(f.fileno(), 0o600)  # a file that existed keeps its mode otherwise
-        f.write(text)
 
 
 def cloud_url(db):

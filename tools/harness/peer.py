@@ -5,6 +5,7 @@ names a folder holding main.py and a compiled firmware/ (the .mpy build)
 to run instead of the sources; MICROPYTHON points at another interpreter
 than the one in .venv.
 """
+import functools
 import json
 import os
 import re
@@ -17,8 +18,8 @@ from websockets.sync.client import connect
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request
 
-from host_tests.proc import ROOT, LoggedProcess
-from host_tests.wait import WAIT
+from tools.harness.proc import ROOT, LoggedProcess
+from tools.harness.wait import WAIT
 from tools import devdata
 
 PEER_ROOT = os.path.abspath(os.environ.get("PEER_ROOT") or ROOT)
@@ -62,15 +63,33 @@ def client_tls():
     return ctx
 
 
-_CERT = None
+@functools.lru_cache(maxsize=None)
+def shared_cert(name="HUB-test", kind="rsa"):
+    """devdata.make_cert(NAME, KIND), made once per run: RSA-2048 generation
+    is slow, so one certificate of a name and kind serves every test."""
+    return devdata.make_cert(name, kind)
 
 
-def shared_cert():
-    # RSA-2048 generation is slow; one certificate serves every test.
-    global _CERT
-    if _CERT is None:
-        _CERT = devdata.make_cert("HUB-test")
-    return _CERT
+def presented_cert(port):
+    """The DER certificate a TLS server on PORT presents (not verified)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        with client_tls().wrap_socket(s) as t:
+            return t.getpeercert(binary_form=True)
+
+
+def config_of(folder):
+    """FOLDER's config.json as a dict."""
+    with open(os.path.join(folder, "config.json")) as f:
+        return json.load(f)
+
+
+def configure(folder, **changes):
+    """Writes CHANGES over FOLDER's config.json; returns the new config."""
+    cfg = config_of(folder)
+    cfg.update(changes)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    return cfg
 
 
 class Peer(LoggedProcess):
@@ -93,8 +112,7 @@ class Peer(LoggedProcess):
         """The firmware on a data folder someone else wrote (nothing written)."""
         p = cls.__new__(cls)
         p.folder = str(folder)
-        with open(os.path.join(p.folder, "config.json")) as f:
-            p.cfg = json.load(f)
+        p.cfg = config_of(p.folder)
         p.users = users or {}
         return p
 
@@ -129,17 +147,13 @@ class Peer(LoggedProcess):
             self.stop()
             assert move_ports, "a port of this peer was taken while it was down: " + line
             self.move_ports()
-        raise AssertionError("ports taken %d times in a row; last:\n%s"
-                             % (PORT_ATTEMPTS, "\n".join(self.lines)))
+        raise AssertionError("ports taken %d times in a row; last:\n%s" % (PORT_ATTEMPTS, self.output))
 
     def move_ports(self):
         """New free ports in config.json (the other keys as they are)."""
-        with open(self.path("config.json")) as f:
-            cfg = json.load(f)
         ports = listen_ports()
-        cfg.update(ports)
+        configure(self.folder, **ports)
         self.cfg.update(ports)
-        self.write("config.json", cfg)
 
     def restart(self):
         self.stop()
@@ -168,6 +182,36 @@ class Peer(LoggedProcess):
             user, token = self.user
         return call(ws, "hub.offline.login.ui", {"user": user, "token": token})
 
+    def login_error(self, user=None, token=None):
+        """Logs in on a new connection (as self.user unless told); the
+        login's error, None when it was accepted."""
+        with self.connect() as ws:
+            return self.login(ws, user, token)["error"]
+
+    def heap_alloc(self):
+        """The GC heap in use, asked on a new connection without a login
+        (the peer's switches must allow anonymous access)."""
+        with self.connect() as ws:
+            return diagnostics(ws)["heapAlloc"]
+
+
+class Started:
+    """Runs the firmware on data folders written by someone else (the lab
+    cloud, a test): started(folder, users, **start options) returns the
+    running Peer; stop() stops every one started."""
+
+    def __init__(self):
+        self.peers = []
+
+    def __call__(self, folder, users=None, **kw):
+        p = Peer.existing(folder, users)
+        self.peers.append(p)  # stopped even if it fails to start
+        return p.start(**kw)
+
+    def stop(self):
+        for p in self.peers:
+            p.stop()
+
 
 _ids = iter(range(1, 10 ** 9))
 
@@ -180,6 +224,13 @@ def call(ws, method, params=None, rid=None, timeout=10):
         req["params"] = params
     ws.send(json.dumps(req))
     return json.loads(ws.recv(timeout=timeout))
+
+
+def diagnostics(ws):
+    """hub.diagnostics.get's result on an open connection."""
+    reply = call(ws, "hub.diagnostics.get")
+    assert reply["error"] is None, reply
+    return reply["result"]
 
 
 def raw_tls(port, timeout=10):

@@ -3,12 +3,25 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 
-from host_tests.wait import WAIT
+from tools.harness.wait import WAIT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run(args, timeout=60, env=None):
+    """Runs ARGS from the repository root to its end, with ENV over this
+    process's environment; the CompletedProcess, its output as text."""
+    return subprocess.run([str(a) for a in args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, **(env or {})))
+
+
+def run_module(module, *args, timeout=60, env=None):
+    """`python -m MODULE ARGS` with this interpreter, as run() runs it."""
+    return run([sys.executable, "-m", module, *args], timeout, env)
 
 
 class _Output:
@@ -54,9 +67,18 @@ class LoggedProcess:
         below look only at lines printed after this moment."""
         return len(self.lines)
 
+    @property
+    def output(self):
+        """Every output line so far, as one text."""
+        return "\n".join(self.lines)
+
+    def matching(self, pattern, since=0):
+        """The output lines from SINCE on that match the regex, in order."""
+        return [line for line in self.lines[since:] if re.search(pattern, line)]
+
     def count(self, pattern, since=0):
         """How many output lines from SINCE on match the regex."""
-        return sum(1 for line in self.lines[since:] if re.search(pattern, line))
+        return len(self.matching(pattern, since))
 
     def wait_log(self, pattern, timeout=WAIT, since=0):
         """Waits for an output line matching the regex (one already printed
@@ -89,7 +111,7 @@ class LoggedProcess:
                     break
                 out.changed.wait(left)
         why = "the process ended (status %s)" % self.proc.poll() if out.ended else "%g s passed" % timeout
-        raise AssertionError("no %s: %s; output:\n%s" % (what, why, "\n".join(self.lines)))
+        raise AssertionError("no %s: %s; output:\n%s" % (what, why, self.output))
 
     def wait_exit(self, timeout=WAIT):
         """Waits for the process to end on its own; returns its exit status,

@@ -23,10 +23,11 @@ def _describe(what, check):
     return what or getattr(check, "__name__", repr(check))
 
 
-def wait_until(check, timeout=WAIT, what=None):
+def wait_until(check, timeout=WAIT, what=None, poll=POLL):
     """Polls check() until it returns a true value, and returns that value;
     fails at the deadline naming WHAT was awaited (a text, or a function
-    that makes one)."""
+    that makes one). POLL is the pause between calls: 0 for a check that
+    takes its own time and whose moment of success is measured."""
     deadline = time.monotonic() + timeout
     while True:
         got = check()
@@ -34,7 +35,7 @@ def wait_until(check, timeout=WAIT, what=None):
             return got
         if time.monotonic() >= deadline:
             raise AssertionError("not within %g s: %s (last: %r)" % (timeout, _describe(what, check), got))
-        time.sleep(POLL)
+        time.sleep(poll)
 
 
 def assert_never(check, seconds, what=None):

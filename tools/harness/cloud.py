@@ -12,9 +12,10 @@ import threading
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
-from host_tests.peer import PORT_ATTEMPTS, free_port, listen_ports
-from host_tests.proc import LoggedProcess
-from host_tests.wait import WAIT, wait_until
+from tools.devdata import write_private
+from tools.harness.peer import PORT_ATTEMPTS, config_of, configure, free_port, listen_ports
+from tools.harness.proc import LoggedProcess
+from tools.harness.wait import WAIT, wait_until
 from tools.labcloud import ca as lab_ca
 from tools.labcloud import db as lab
 
@@ -68,17 +69,6 @@ class Lab(LoggedProcess):
         return folder
 
 
-def configure(folder, **changes):
-    """Writes CHANGES over FOLDER's config.json; returns the new config."""
-    path = os.path.join(folder, "config.json")
-    with open(path) as f:
-        cfg = json.load(f)
-    cfg.update(changes)
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-    return cfg
-
-
 class WssServer:
     """A websockets server over TLS on 127.0.0.1 that hands every connection
     to self._handle; PEM holds its certificate and key."""
@@ -86,8 +76,7 @@ class WssServer:
     def __init__(self, pem):
         folder = tempfile.mkdtemp()
         path = os.path.join(folder, "server.pem")
-        with open(path, "w") as f:
-            f.write(pem)
+        write_private(path, pem)  # its key
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(path)
         # No pings of its own: keeping a link alive is the peer's job. Port
@@ -162,8 +151,7 @@ class Pair:
         raise AssertionError("ports taken %d times in a row" % PORT_ATTEMPTS)
 
     def config(self, uuid):
-        with open(os.path.join(self.folders[uuid], "config.json")) as f:
-            return json.load(f)
+        return config_of(self.folders[uuid])
 
     def start(self, uuid, move_ports=True):
         """Starts UUID's peer; after the first start the other dials it at

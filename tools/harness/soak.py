@@ -10,7 +10,7 @@ import time
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from host_tests.peer import client_tls
+from tools.harness.peer import client_tls
 
 # Requests per soak: `make soak` raises it.
 SCALE = int(os.environ.get("SOAK_REQUESTS") or 0)
