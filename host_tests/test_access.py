@@ -433,7 +433,7 @@ def test_default_limits_exceeded_refused(sections, message):
     ({"clients": dict(_users(1, 17), ok=[sha256_hex("x")])},
      "clients[user-0]: more than 16 tokens, user dropped", "clients"),
     ({"peers": dict(_peers(1, 17), ok={"id": "1", "tokens": ["k"]})},
-     "peers[peer-0]: more than 16 tokens, peer dropped", "peers"),
+     "peers[peer-0].tokens: more than 16 tokens, peer dropped", "peers"),
 ])
 def test_too_many_tokens_drop_only_that_entry(sections, problem, kept):
     acc, problems = _parse(**sections)

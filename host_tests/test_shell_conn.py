@@ -83,8 +83,7 @@ async def test_a_bad_upgrade_gets_its_http_error_and_lingers_until_the_client_ha
     assert "Content-Length: %d\r\n" % len(body) in head
     await env.settle()
     assert not end.closed  # the error is not cut by a reset: the client hangs up first
-    end.hang_up()
-    await end.gone()
+    await end.leave()
 
 
 @scenario
@@ -156,8 +155,7 @@ async def test_protocol_violations_close_with_their_code(env, op, payload, code)
     end = await env.session(server)
     end.send(op, payload)
     assert (await end.close_frame())[0] == code
-    end.hang_up()
-    await end.gone()
+    await end.leave()
 
 
 @scenario
@@ -209,8 +207,7 @@ async def test_a_connection_not_logged_in_within_the_login_timeout_is_closed_100
 
 @scenario
 async def test_a_logged_in_connection_outlives_the_login_timeout(env):
-    server = await env.make_server()
-    end = await env.session(server, user=USER, token=TOKEN)
+    server, end = await env.user_session()
     await env.advance(LOGIN_MS + TICK_MS)
     end.send(ws.OP_PONG)
     await env.settle()
@@ -220,8 +217,7 @@ async def test_a_logged_in_connection_outlives_the_login_timeout(env):
 
 @scenario
 async def test_a_silent_connection_is_pinged_then_closed_1001_at_the_idle_timeout(env):
-    server = await env.make_server()
-    end = await env.session(server, user=USER, token=TOKEN)
+    server, end = await env.user_session()
     await env.advance(PING_MS - 1)
     assert end.pending() == []
     await env.advance(TICK_MS)
@@ -234,8 +230,7 @@ async def test_a_silent_connection_is_pinged_then_closed_1001_at_the_idle_timeou
 
 @scenario
 async def test_a_pong_counts_as_traffic_for_the_idle_timeout(env):
-    server = await env.make_server()
-    end = await env.session(server, user=USER, token=TOKEN)
+    server, end = await env.user_session()
     await env.advance(PING_MS)
     assert end.pending() == [(ws.OP_PING, b"")]
     end.send(ws.OP_PONG)  # at 20 s: idle until 80 s
@@ -262,8 +257,7 @@ async def test_no_ping_while_a_reply_is_still_being_written_and_one_once_it_is_o
 
 @scenario
 async def test_a_client_that_stops_reading_is_dropped_after_the_write_timeout(env):
-    server = await env.make_server()
-    end = await env.session(server, user=USER, token=TOKEN)
+    server, end = await env.user_session()
     other = await env.session(server, user=USER2, token=TOKEN2)
     end.stop_reading()
     end.request("hub.info.get")

@@ -185,8 +185,7 @@ async def test_ids_within_bounds_are_echoed_as_sent(env, rid):
 
 @scenario
 async def test_switch_params_are_checked(env):
-    server = await env.make_server()
-    end = await env.session(server, user=USER, token=TOKEN)
+    server, end = await env.user_session()
     assert outcome(await end.call(ANON_SET, {})) == PARAM_MISSING
     assert outcome(await end.call(ANON_SET, {"enabled": 1})) == PARAM_INVALID
     assert outcome(await end.call(ANON_SET, {"enabled": "true"})) == PARAM_INVALID
@@ -297,8 +296,7 @@ def stored_switches(env):
 
 @scenario
 async def test_insecure_on_replies_only_once_the_plain_listener_is_up(env):
-    server = await env.make_server()
-    end = await env.session(server, user=USER, token=TOKEN)
+    server, end = await env.user_session()
     with pytest.raises(ConnectionRefusedError):
         await env.connect(server, "ws")
     env.net.hold_listening()
@@ -332,8 +330,7 @@ async def test_insecure_off_closes_the_plain_listener_and_connections_the_switch
 
 @scenario
 async def test_insecure_on_with_the_plain_port_taken_stays_on_and_a_later_switch_retries(env):
-    server = await env.make_server()
-    end = await env.session(server, user=USER, token=TOKEN)
+    server, end = await env.user_session()
     env.net.taken.add(server.cfg["ws_port"])
     assert outcome(await end.call(INSECURE_SET, {"enabled": True})) == OK
     assert (await end.call("hub.info.get"))["result"]["offlineInsecureAccess"] is True

@@ -7,7 +7,7 @@ import pytest
 
 from firmware.core import ws
 from firmware.shell.link import LinkError
-from tools.harness.shell import TICK_MS, scenario
+from tools.harness.shell import TICK_MS, ended_with, scenario
 
 IDLE_MS, HANDSHAKE_MS, WRITE_MS = 60000, 10000, 10000  # README, "Limits"
 
@@ -133,9 +133,7 @@ async def test_keep_pings_after_half_the_idle_timeout_and_gives_up_after_all_of_
     await env.advance(IDLE_MS // 2 - TICK_MS - 1)
     assert not session.done() and remote.pending() == []  # one ping per silence
     await env.advance(TICK_MS)
-    assert session.done()
-    with pytest.raises(LinkError, match="silent for 60 s"):
-        session.result()
+    ended_with(session, "silent for 60 s")
 
 
 @scenario
@@ -158,9 +156,7 @@ async def test_keep_fails_at_once_once_the_link_has_ended(env):
     session = env.spawn(keeping(lnk))
     remote.send(ws.OP_CLOSE, (1000).to_bytes(2, "big"))
     await env.settle()
-    assert session.done()
-    with pytest.raises(LinkError, match="closed by the other side"):
-        session.result()
+    ended_with(session, "closed by the other side")
 
 
 @scenario

@@ -184,8 +184,7 @@ async def test_a_peer_that_drops_us_after_the_login_is_redialled_later_each_time
         remote.reply(await remote.json(), {})
         await env.settle()
         if then_drop:
-            remote.hang_up()
-            await remote.gone()
+            await remote.leave()
         return remote
 
     await taken_in()
@@ -199,8 +198,7 @@ async def test_a_peer_that_drops_us_after_the_login_is_redialled_later_each_time
         await env.advance(30000)
         assert (await remote.frame())[0] == ws.OP_PING
         remote.send(ws.OP_PONG)
-    remote.hang_up()
-    await remote.gone()
+    await remote.leave()
     await env.advance(1000)  # from 1 s again
     await env.net.accept()
 

@@ -166,13 +166,21 @@ def _unhex(text):
         return None
 
 
+def _tokens_fit(where, items, limits, problems, what):
+    # A list of at most max_tokens_per_user entries: logins check a fixed
+    # number of slots, and more would not fit.
+    most = limits["max_tokens_per_user"]
+    if not isinstance(items, list):
+        problems.append("%s: not a list, %s dropped" % (where, what))
+    elif len(items) > most:
+        problems.append("%s: more than %d tokens, %s dropped" % (where, most, what))
+    else:
+        return True
+    return False
+
+
 def _user(where, hexes, limits, problems):
-    if not isinstance(hexes, list):
-        problems.append(where + ": not a list, user dropped")
-        return None
-    if len(hexes) > limits["max_tokens_per_user"]:
-        # Logins check a fixed number of digest slots: more would not fit.
-        problems.append("%s: more than %d tokens, user dropped" % (where, limits["max_tokens_per_user"]))
+    if not _tokens_fit(where, hexes, limits, problems, "user"):
         return None
     digests = []
     for i, text in enumerate(hexes):
@@ -198,11 +206,7 @@ def _peer(where, info, limits, problems):
         problems.append(where + ".id: not a non-empty string, peer dropped")
         return None
     tokens = info.get("tokens")
-    if not isinstance(tokens, list):
-        problems.append(where + ".tokens: not a list, peer dropped")
-        return None
-    if len(tokens) > limits["max_tokens_per_user"]:
-        problems.append("%s: more than %d tokens, peer dropped" % (where, limits["max_tokens_per_user"]))
+    if not _tokens_fit(where + ".tokens", tokens, limits, problems, "peer"):
         return None
     most = limits["token_max"]
     good = []

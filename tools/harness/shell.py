@@ -44,6 +44,7 @@ import inspect
 import json
 import math
 import os
+import re
 import socket as _socket
 import ssl as _ssl
 import sys
@@ -419,6 +420,11 @@ class End:
     async def gone(self):
         await self.sock.signal.until(lambda: self.sock.closed, "the firmware to close the socket")
 
+    async def leave(self):
+        """Hangs up, and waits until the firmware has closed its side too."""
+        self.hang_up()
+        await self.gone()
+
     async def head(self):
         """The HTTP head the other side sent (through the blank line)."""
         await self.sock.signal.until(lambda: b"\r\n\r\n" in self.sock.outbox or self.sock.closed,
@@ -729,6 +735,12 @@ class Env:
             assert reply["error"] is None, reply
         return end
 
+    async def user_session(self, **over):
+        """A started server (configured with OVER) and a connection logged in
+        as the usual user: (server, the connection)."""
+        srv = await self.make_server(**over)
+        return srv, await self.session(srv, user=USER, token=TOKEN)
+
     def make_link(self, url="wss://peer.test:17000/", max_message=4096, **over):
         """A bare client link (link.Link) with a fake TLS context."""
         lnk = link.Link(self.cfg(**over), url, max_message, self.log)
@@ -804,6 +816,20 @@ def run(tmp_path, fn, **kw):
         _uninstall(env)
     assert not env.errors, "the event loop reported: %r" % env.errors
     return env
+
+
+def ended_with(task, pattern):
+    """Asserts that TASK is done and raised the firmware's LinkError matching
+    PATTERN."""
+    from firmware.shell.link import LinkError
+
+    assert task.done()
+    try:
+        task.result()
+    except LinkError as e:
+        assert re.search(pattern, str(e)), str(e)
+    else:
+        raise AssertionError("no LinkError: %r" % (task.result(),))
 
 
 def scenario(fn):
