@@ -10,7 +10,7 @@ PORT ?= 17000
 # the local server's, with the cloud link on top, and with a peer link and
 # its incoming twin on top of that.
 TEST_HEAP ?= 128K
-CLOUD_TEST_HEAP ?= 160K
+CLOUD_TEST_HEAP ?= 176K
 PEERS_TEST_HEAP ?= 192K
 HOST_BUILD := build/host
 FIRMWARE_SRC := $(wildcard firmware/*.py firmware/*/*.py)

@@ -6,7 +6,7 @@ from tools.harness.peer import call
 # The server's code: what a peer without links keeps while it serves.
 SERVING = {"core.auth", "core.bounds", "core.rpc", "core.ws", "flash.store", "flash.switches",
            "seam.board", "seam.memory", "core.ticks", "shell.app", "shell.conn", "shell.hub",
-           "shell.server", "shell.tls", "shell.wire"}
+           "shell.server", "shell.wire"}
 
 
 def resident(peer):

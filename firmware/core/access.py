@@ -166,21 +166,22 @@ def _unhex(text):
         return None
 
 
-def _tokens_fit(where, items, limits, problems, what):
-    # A list of at most max_tokens_per_user entries: logins check a fixed
-    # number of slots, and more would not fit.
+def _token_list(where, items, limits, problems, what):
+    # ITEMS when a list of at most max_tokens_per_user entries (logins check
+    # a fixed number of slots, and more would not fit); else None.
     most = limits["max_tokens_per_user"]
     if not isinstance(items, list):
         problems.append("%s: not a list, %s dropped" % (where, what))
     elif len(items) > most:
         problems.append("%s: more than %d tokens, %s dropped" % (where, most, what))
     else:
-        return True
-    return False
+        return items
+    return None
 
 
 def _user(where, hexes, limits, problems):
-    if not _tokens_fit(where, hexes, limits, problems, "user"):
+    hexes = _token_list(where, hexes, limits, problems, "user")
+    if hexes is None:
         return None
     digests = []
     for i, text in enumerate(hexes):
@@ -205,8 +206,8 @@ def _peer(where, info, limits, problems):
     if not isinstance(serial, str) or not serial:
         problems.append(where + ".id: not a non-empty string, peer dropped")
         return None
-    tokens = info.get("tokens")
-    if not _tokens_fit(where + ".tokens", tokens, limits, problems, "peer"):
+    tokens = _token_list(where + ".tokens", info.get("tokens"), limits, problems, "peer")
+    if tokens is None:
         return None
     most = limits["token_max"]
     good = []

@@ -21,7 +21,7 @@ def crashed(e, argv):
     # pause in which Ctrl-C stops a crash loop (the watchdog is off for
     # it), a reset.
     sys.print_exception(e)
-    memory.quiet()
+    memory.collect()
     try:
         board.log("crash logged to %s; resetting in 2 s" % write(e, argv))
     except Exception as err:  # a full or failing flash: reset all the same

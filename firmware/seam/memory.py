@@ -8,15 +8,16 @@
 #   is released when its link cannot be had.
 # - Quiet points: the heap is collected when a connection or a link ends,
 #   when start-up is done, and by the upkeep every 15 s; never inside a
-#   request. quiet() says so where it happens.
+#   request.
 # - Start-up order (app.py): the data folder is read and parsed before the
 #   server's code loads, since parsing is the peak and the heap is then
 #   emptiest; the server's TLS context and the cloud link's are made next,
-#   while a few KB in one piece are still to be had (room()).
+#   while a few KB in one piece are still to be had.
 import gc
 import sys
 
-TRANSIENT = ("flash.datafolder", "flash.config", "core.access", "seam.netup", "seam.crashlog")
+TRANSIENT = ("flash.datafolder", "flash.config", "core.access", "shell.tls", "seam.netup",
+             "seam.crashlog")
 
 
 def release(*names):
@@ -30,12 +31,9 @@ def release(*names):
     gc.collect()
 
 
-def quiet():
-    gc.collect()
-
-
-def room():
-    # Before something that needs a block in one piece (a TLS context).
+def collect():
+    # At a quiet point, or before something that needs a block in one piece
+    # (a TLS context).
     gc.collect()
 
 

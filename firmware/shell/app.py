@@ -9,6 +9,13 @@ from firmware.seam.board import log
 
 
 def start_cloud(cfg, server, ca, folder):
+    try:
+        _start_cloud(cfg, server, ca, folder)
+    finally:
+        memory.release("shell.tls")  # the link's context is made
+
+
+def _start_cloud(cfg, server, ca, folder):
     # The local server runs on without the link when the heap is too small.
     from firmware.shell import tls
 
@@ -49,7 +56,7 @@ async def upkeep(cfg):
             await asyncio.sleep(5)
             board.watchdog()
             board.uptime_s()
-        memory.quiet()
+        memory.collect()
         missing = not board.settled()
         if missing:
             try:
@@ -70,7 +77,7 @@ async def serve(cfg, loaded, folder):
     await _start(loaded, folder)
     from firmware.shell.hub import VERSION
 
-    memory.quiet()  # start serving with the set-up's garbage gone
+    memory.collect()  # start serving with the set-up's garbage gone
     log("peer %s (serial %s) version %s ready" % (cfg["hub"], cfg["serial"], VERSION))
     board.pause_point("serving")  # the host's tests of main.py: PEER_CRASH_AT
     await upkeep(cfg)
@@ -82,6 +89,7 @@ async def _start(loaded, folder):
     from firmware.shell import tls
 
     context = tls.server_context(data, log)
+    memory.release("shell.tls")
     from firmware.flash.switches import Switches
     from firmware.shell.server import Server
 

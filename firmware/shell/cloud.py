@@ -12,13 +12,19 @@ from firmware.core import rpc
 from firmware.core.ticks import ticks_add, ticks_diff, ticks_ms
 from firmware.flash import store
 from firmware.seam import board, memory
-from firmware.shell import tls
 from firmware.shell.link import Link, LinkError, error_data, jitter, reason
 
 WANTED_TRIES = 3  # syncs that may miss an announced version before it is let go
 UPDATED = "hub.offline.credentials.updated"
 SYNC = "cloud.access_keys_controller_sync"
 LOGIN = "cloud.controller.login"
+
+
+def contexts():
+    # tls.py: needed when a context is made, then released (memory.py).
+    from firmware.shell import tls
+
+    return tls
 
 
 class CloudLink(Link):
@@ -34,7 +40,7 @@ class CloudLink(Link):
         self.announced = False  # an announcement came while a sync was out
         self.sync_at = 0  # ticks when the next sync is due
         # Made once, while the heap is young: it needs a few KB in one piece.
-        memory.room()
+        memory.collect()
         self.tls = self._tls_context()
 
     # ---- the life of the link
@@ -72,7 +78,7 @@ class CloudLink(Link):
         # that the TLS stack does not parse. The CA is no secret, so the TLS
         # stack's words on it may be logged.
         try:
-            return tls.client_context([self.ca_der] if self.cfg["cloud_verify"] else None)
+            return contexts().client_context([self.ca_der] if self.cfg["cloud_verify"] else None)
         except (ValueError, OSError) as e:
             self.log("cloud CA %s unusable (does not load: %s): no cloud link"
                      % (self.cfg["cloud_ca"], reason(e)))
@@ -157,7 +163,8 @@ class CloudLink(Link):
             return None
         for p in problems:  # a bounded list (bounds.PROBLEMS_MAX)
             self.log("cloud data version %d: %s" % (data.version, p))
-        context = tls.server_context(data, self.log)
+        context = contexts().server_context(data, self.log)
+        memory.release("shell.tls")
         if context is None:
             return "no certificate set loads"
         try:

@@ -82,7 +82,7 @@ class Conn:
             self.raw.close()
             self.server.forget(self)
             self.log("%s %s" % (self.name, self.why))
-            memory.quiet()  # hand the connection's memory back whole
+            memory.collect()  # hand the connection's memory back whole
 
     async def _guarded(self, coro):
         # The last words of a stopped connection: whatever goes wrong, or a

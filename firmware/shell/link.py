@@ -105,7 +105,7 @@ class Link:
                 why = reason(e)
             finally:
                 self.close()
-                memory.quiet()
+                memory.collect()
             self.down(why)
             await self.backoff()
 
