@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import socket
 import stat
 import sys
@@ -381,6 +382,20 @@ def test_make_run_starts_a_cloud_and_a_peer_that_a_new_user_reaches(tmp_path):
     finally:
         assert demo.stop() == 0
     assert demo.count(" stopped$")  # the peer stopped cleanly
+
+
+def test_a_peer_that_stops_cleanly_before_make_run_sees_its_ctrl_c_ends_it_cleanly(tmp_path):
+    # A Ctrl-C reaches the cloud, the peer and make run at once, and under
+    # load the peer may be gone before make run handles its own: that is a
+    # clean stop too, not a failure of the peer.
+    demo = running_demo(tmp_path)
+    try:
+        found = run(["pgrep", "-f", "main.py --data %s" % os.path.join(demo.var, "peer")])
+        os.kill(int(found.stdout.split()[0]), signal.SIGINT)  # the peer alone
+        assert demo.wait_exit(30) == 0
+        assert not demo.count("make run: ")  # no failure reported
+    finally:
+        demo.stop()
 
 
 def test_a_second_make_run_stops_with_the_reason_and_leaves_the_first_alone(tmp_path):

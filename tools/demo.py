@@ -122,10 +122,15 @@ def run(path, folder):
         peer = subprocess.Popen([MICROPYTHON, "main.py", "--data", folder])
         procs.insert(0, peer)
         while True:
-            if peer.poll() is not None:
-                return _said("the peer stopped; stopping the lab cloud", peer.returncode)
-            if cloud.poll() is not None:
-                return _said("the lab cloud stopped; stopping the peer", cloud.returncode)
+            for proc, what in ((peer, "the peer stopped; stopping the lab cloud"),
+                               (cloud, "the lab cloud stopped; stopping the peer")):
+                status = proc.poll()
+                if status in (0, -signal.SIGINT):
+                    # Stopped cleanly: by the Ctrl-C that stops us too, which
+                    # it may have seen first.
+                    return 0
+                if status is not None:
+                    return _said(what, status)
             time.sleep(0.2)
     except KeyboardInterrupt:
         grace = 2
