@@ -1,7 +1,6 @@
 """The memory policy (firmware/seam/memory.py) on the running firmware: which
 modules stay in the heap after start-up (after a sync: test_e2e_cloud.py)."""
 from firmware.seam import memory
-from tools.harness.peer import call
 
 # The server's code: what a peer without links keeps while it serves.
 SERVING = {"core.auth", "core.bounds", "core.rpc", "core.ws", "flash.store", "flash.switches",
@@ -9,12 +8,9 @@ SERVING = {"core.auth", "core.bounds", "core.rpc", "core.ws", "flash.store", "fl
            "shell.server", "shell.wire"}
 
 
-def resident(peer):
-    with peer.connect() as ws:
-        assert peer.login(ws)["error"] is None
-        return set(call(ws, "hub.diagnostics.get")["result"]["modules"])
+def test_no_transient_module_is_counted_as_serving():
+    assert not SERVING & set(memory.TRANSIENT)
 
 
 def test_after_start_up_only_the_servers_code_is_resident(peer):
-    assert resident(peer) == SERVING
-    assert not resident(peer) & set(memory.TRANSIENT)
+    assert peer.resident_modules() == SERVING

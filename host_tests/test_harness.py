@@ -28,7 +28,6 @@ def test_a_peer_whose_port_is_taken_moves_to_new_ones(tmp_path, held, kind):
     p = Peer(tmp_path / "p", switches={"insecure": True}, **{kind + "_port": held})
     try:
         p.start()
-        assert p.count("cannot listen for %s on 127.0.0.1:%d" % (kind, held)) == 0  # this run's
         assert p.cfg[kind + "_port"] != held
         assert {k: config_of(p.folder)[k] for k in ("wss_port", "ws_port")} == \
             {k: p.cfg[k] for k in ("wss_port", "ws_port")}

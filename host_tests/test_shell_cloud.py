@@ -1,4 +1,4 @@
-"""The cloud link in process (host_tests/shell.py), against a fake cloud the
+"""The cloud link in process (tools/harness/shell.py), against a fake cloud the
 test plays: the login, the syncs, and what a sync result does to the data in
 force, the stored file and the open sessions."""
 import json
@@ -191,7 +191,7 @@ async def test_an_announced_version_not_newer_is_answered_and_ignored(env, annou
     await env.settle()
     remote.send_json({"id": "n1", "method": UPDATED, "params": {"newVersion": announced}})
     assert await remote.json() == {"id": "n1", "method": UPDATED, "error": None, "result": {}}
-    await env.settle()
+    await env.advance(1000)  # a sync would be asked at once
     assert remote.pending() == []
 
 
@@ -263,6 +263,6 @@ async def test_other_requests_from_the_cloud_get_an_error_and_the_link_stays(env
     remote.send_json(request_)
     assert await remote.json() == {"id": "q", "method": request_["method"], "error": error, "result": None}
     remote.reply(sync, access_result(version=2, cert=True))
-    await env.settle()
+    await env.advance(1000)
     assert not remote.closed and remote.pending() == []
     assert env.logged("access data version 2 in force")

@@ -1,4 +1,4 @@
-"""A client connection in process (host_tests/shell.py): the upgrade, frames
+"""A client connection in process (tools/harness/shell.py): the upgrade, frames
 in and replies out, protocol violations, and the deadlines and pings the
 server's clock keeps, driven by the fake clock."""
 import pytest

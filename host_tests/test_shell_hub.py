@@ -1,4 +1,4 @@
-"""The hub in process (host_tests/shell.py): who may call what, the error
+"""The hub in process (tools/harness/shell.py): who may call what, the error
 replies of README's table, logins and their throttle, and the switches taking
 effect before their reply."""
 import json

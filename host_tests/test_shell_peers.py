@@ -1,4 +1,4 @@
-"""Peer links in process (host_tests/shell.py), against a peer controller the
+"""Peer links in process (tools/harness/shell.py), against a peer controller the
 test plays: dialling and verifying it, the login with each token, requests
 both ways over the link, and hub.peer.call's answers and errors."""
 import pytest

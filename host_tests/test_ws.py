@@ -958,3 +958,36 @@ def test_fragment_size_limit_counts_what_is_held():
     with pytest.raises(ws.ProtocolError) as ei:
         d.feed(raw(0x80, b"678901"))
     assert ei.value.code == 1009
+
+
+def test_the_decoder_keeps_no_view_of_its_input():
+    # The shell reads every chunk into one buffer and feeds a view of it
+    # (wire.read): whatever the decoder keeps across feeds, or hands out,
+    # must be its own copy.
+    stream = (raw(0x81, b"first message") + raw(0x01, b"frag") + raw(0x89, b"ping")
+              + raw(0x80, b"mented") + raw(0x82, bytes(range(200))))
+    buf = bytearray(7)
+    dec = ws.Decoder(1000)
+    events = []
+    for i in range(0, len(stream), len(buf)):
+        chunk = stream[i : i + len(buf)]
+        buf[: len(chunk)] = chunk
+        events += dec.feed(memoryview(buf)[: len(chunk)])
+        buf[:] = b"\xff" * len(buf)  # the next read overwrites it
+    assert events == [(ws.OP_TEXT, b"first message"), (ws.OP_PING, b"ping"),
+                      (ws.OP_TEXT, b"fragmented"), (ws.OP_BINARY, bytes(range(200)))]
+
+
+def test_a_whole_frame_in_one_read_is_copied_out_of_the_buffer():
+    buf = bytearray(raw(0x81, b"in place") + raw(0x89, b"p"))
+    events = ws.Decoder(1000).feed(memoryview(buf))
+    buf[:] = b"\x00" * len(buf)
+    assert events == [(ws.OP_TEXT, b"in place"), (ws.OP_PING, b"p")]
+
+
+def test_a_client_decoder_keeps_no_view_of_its_input_either():
+    buf = bytearray(raw(0x81, b"from the server", mask=None))
+    dec = ws.Decoder(1000, client=True)
+    events = dec.feed(memoryview(buf)[:5]) + dec.feed(memoryview(buf)[5:])
+    buf[:] = b"\x00" * len(buf)
+    assert events == [(ws.OP_TEXT, b"from the server")]

@@ -138,7 +138,7 @@ def run(path, folder):
     finally:
         stop_all(procs, grace)
         if forward.is_alive():
-            forward.join(2)  # the cloud's last lines
+            forward.join()  # the cloud's last lines: it has exited, its pipe ends
 
 
 def main(argv=None):

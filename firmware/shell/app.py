@@ -9,13 +9,6 @@ from firmware.seam.board import log
 
 
 def start_cloud(cfg, server, ca, folder):
-    try:
-        _start_cloud(cfg, server, ca, folder)
-    finally:
-        memory.release("shell.tls")  # the link's context is made
-
-
-def _start_cloud(cfg, server, ca, folder):
     # The local server runs on without the link when the heap is too small.
     from firmware.shell import tls
 
@@ -26,8 +19,8 @@ def _start_cloud(cfg, server, ca, folder):
         from firmware.shell.cloud import CloudLink
 
         link = CloudLink(cfg, server, ca, folder + "/access.json", log)
-    except MemoryError:
-        memory.release("shell.cloud")
+    except MemoryError:  # before its context was made, perhaps
+        memory.release("shell.cloud", "shell.tls")
         log("no cloud link: not enough memory for it (see README, Memory)")
         return
     if link.tls is None:  # the CA does not load (logged): like no CA file
@@ -89,7 +82,6 @@ async def _start(loaded, folder):
     from firmware.shell import tls
 
     context = tls.server_context(data, log)
-    memory.release("shell.tls")
     from firmware.flash.switches import Switches
     from firmware.shell.server import Server
 

@@ -20,13 +20,6 @@ SYNC = "cloud.access_keys_controller_sync"
 LOGIN = "cloud.controller.login"
 
 
-def contexts():
-    # tls.py: needed when a context is made, then released (memory.py).
-    from firmware.shell import tls
-
-    return tls
-
-
 class CloudLink(Link):
     BACKOFF_KEY = "cloud_backoff_max"
 
@@ -77,8 +70,10 @@ class CloudLink(Link):
         # None when the CA does not load: its PEM held a CERTIFICATE block
         # that the TLS stack does not parse. The CA is no secret, so the TLS
         # stack's words on it may be logged.
+        from firmware.shell import tls
+
         try:
-            return contexts().client_context([self.ca_der] if self.cfg["cloud_verify"] else None)
+            return tls.client_context([self.ca_der] if self.cfg["cloud_verify"] else None)
         except (ValueError, OSError) as e:
             self.log("cloud CA %s unusable (does not load: %s): no cloud link"
                      % (self.cfg["cloud_ca"], reason(e)))
@@ -163,8 +158,9 @@ class CloudLink(Link):
             return None
         for p in problems:  # a bounded list (bounds.PROBLEMS_MAX)
             self.log("cloud data version %d: %s" % (data.version, p))
-        context = contexts().server_context(data, self.log)
-        memory.release("shell.tls")
+        from firmware.shell import tls
+
+        context = tls.server_context(data, self.log)
         if context is None:
             return "no certificate set loads"
         try:

@@ -108,11 +108,6 @@ class Conn:
         if rest is not None:
             await self._serve(rest)
 
-    async def _read(self):
-        # A copy of the next bytes: the decoder may keep slices of its input.
-        n = await wire.read(self.stream, self.buf)
-        return bytes(memoryview(self.buf)[:n])
-
     async def _send(self, data):
         await wire.write(self.stream, data, self.cfg["write_timeout"] * 1000)
 
@@ -140,7 +135,7 @@ class Conn:
         left = LINGER_BYTES
         try:
             while left > 0:
-                left -= await wire.read(self.stream, self.buf)
+                left -= len(await wire.read(self.stream, self.buf))
         except (EOFError, OSError):
             pass
 
@@ -164,7 +159,7 @@ class Conn:
                         return
                 if decoder.error:
                     return await self._close(decoder.error.code, decoder.error.reason)
-            pending = await self._read()
+            pending = await wire.read(self.stream, self.buf)
 
     async def _event(self, op, payload):
         # True when the connection ends.

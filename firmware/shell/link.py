@@ -170,8 +170,8 @@ class Link:
             await self.wait(left)
 
     def close(self):
-        # The reader, both sockets (mbedTLS leaves the TCP one open after a
-        # failed handshake), and the callers still waiting learn it is over.
+        # The reader (whose end wakes the callers still waiting) and both
+        # sockets: mbedTLS leaves the TCP one open after a failed handshake.
         if self.reader is not None:
             self.reader.cancel()
             self.reader = None
@@ -182,8 +182,6 @@ class Link:
                 except OSError:
                     pass
         self.stream = self.raw = None
-        for done in self.waiting.values():
-            done.set()
 
     # ---- the reader
 
@@ -203,7 +201,7 @@ class Link:
                         await self._frame(op, payload)
                     if decoder.error:
                         raise LinkError("protocol error: %s" % decoder.error.reason)
-                data = await self._read()
+                data = await wire.read(self.stream, self.buf)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -213,10 +211,6 @@ class Link:
             self.alarm.set()
             for done in self.waiting.values():
                 done.set()
-
-    async def _read(self):
-        n = await wire.read(self.stream, self.buf)
-        return bytes(memoryview(self.buf)[:n])
 
     async def _upgraded(self, key):
         # Reads the server's answer to the upgrade; returns what followed it.
@@ -306,14 +300,12 @@ class Link:
 
     async def wait(self, wait_ms):
         # Sleeps up to wait_ms, less when the reader rings the alarm (the
-        # link ended, the upgrade passed, a request asked for work). True
-        # when woken by the alarm.
+        # link ended, the upgrade passed, a request asked for work).
         self.alarm.clear()
         try:
             await asyncio.wait_for_ms(self.alarm.wait(), max(wait_ms, 1))
         except asyncio.TimeoutError:
-            return False
-        return True
+            pass
 
     async def keep(self, wait_ms):
         # The idle time of work(): up to wait_ms, pinging the other side

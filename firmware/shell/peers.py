@@ -10,7 +10,7 @@ import time
 
 from firmware.core import bounds, rpc
 from firmware.core.ticks import ticks_diff, ticks_ms
-from firmware.seam import board, memory
+from firmware.seam import board
 from firmware.shell.hub import Session
 from firmware.shell.link import Link, LinkError, error_data, reason
 
@@ -182,8 +182,6 @@ class PeerLinks:
         except (ValueError, OSError) as e:
             self.log("public_parent does not load (%s): no peer links" % reason(e))
             return None
-        finally:
-            memory.release("shell.tls")
 
     def _stop(self, uuid):
         link = self.links.pop(uuid)

@@ -1,6 +1,10 @@
 # Every TLS context the peer makes: the server's, from the access data, and
 # the clients' of the cloud link and the peer links. The contexts keep
 # their own parsed copies of what they are given, so the DER leaves the heap.
+# Transient (memory.py): each function releases the module when it is done,
+# so no caller has to.
+from firmware.seam import memory
+
 try:
     import ssl
 except ImportError:  # a build without TLS: plain WS only, no links
@@ -8,6 +12,13 @@ except ImportError:  # a build without TLS: plain WS only, no links
 
 
 def server_context(data, log):
+    try:
+        return _server(data, log)
+    finally:
+        memory.release("shell.tls")
+
+
+def _server(data, log):
     # From the first certificate set of the access data that loads, or None;
     # that set's public_parent chain stays in data.parents, for the peer
     # links. Made while the heap is young at start-up: it needs a few KB in
@@ -30,6 +41,13 @@ def server_context(data, log):
 
 
 def client_context(cas):
+    try:
+        return _client(cas)
+    finally:
+        memory.release("shell.tls")
+
+
+def _client(cas):
     # Trusting only the CAs in the list of DER certificates CAS, or checking
     # nothing when CAS is None. ValueError or OSError when a CA does not load:
     # the caller says which and goes without its link.

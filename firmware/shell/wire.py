@@ -15,15 +15,17 @@ from firmware.core import ws
 
 
 async def read(stream, buf):
-    # How many bytes were read into buf (at least one); EOFError when the
-    # other side hung up. TLS may wake us with no application data yet
-    # (handshake progress, a session ticket): keep waiting then.
+    # A view of the bytes read into buf (at least one), valid until the next
+    # read into it: ws.Decoder copies what it keeps, so no read allocates.
+    # EOFError when the other side hung up. TLS may wake us with no
+    # application data yet (handshake progress, a session ticket): keep
+    # waiting then.
     while True:
         n = await stream.readinto(buf)
         if n == 0:
             raise EOFError
         if n is not None:
-            return n
+            return memoryview(buf)[:n]
 
 
 async def read_head(stream, buf):
@@ -32,8 +34,7 @@ async def read_head(stream, buf):
     # (431) when it grows past ws.HEADER_MAX without ending.
     head = bytearray()  # grows in place: a small heap fragments less
     while True:
-        n = await read(stream, buf)
-        head.extend(memoryview(buf)[:n])
+        head.extend(await read(stream, buf))
         end = ws.head_complete(head)
         if end >= 0:
             return head, end

@@ -74,11 +74,11 @@ class WssServer:
     to self._handle; PEM holds its certificate and key."""
 
     def __init__(self, pem):
-        folder = tempfile.mkdtemp()
-        path = os.path.join(folder, "server.pem")
-        write_private(path, pem)  # its key
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(path)
+        with tempfile.TemporaryDirectory() as folder:  # the key leaves no file behind
+            path = os.path.join(folder, "server.pem")
+            write_private(path, pem)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(path)
         # No pings of its own: keeping a link alive is the peer's job. Port
         # 0: the system picks a free one as it binds, so nobody can take it.
         self.server = serve(self._handle, "127.0.0.1", 0, ssl=ctx, ping_interval=None)

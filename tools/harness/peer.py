@@ -195,6 +195,14 @@ class Peer(LoggedProcess):
             return diagnostics(ws)["heapAlloc"]
 
 
+    def resident_modules(self, user=None, token=None):
+        """The firmware modules in the peer's heap now ("core.ws", ...), asked
+        on a new connection logged in as USER (the first user by default)."""
+        with self.connect() as ws:
+            assert self.login(ws, user, token)["error"] is None
+            return set(diagnostics(ws)["modules"])
+
+
 class Started:
     """Runs the firmware on data folders written by someone else (the lab
     cloud, a test): started(folder, users, **start options) returns the
@@ -247,7 +255,6 @@ class RawClient:
         if tls:
             self.sock = client_tls().wrap_socket(self.sock)
         self.ws = WSConnection(ConnectionType.CLIENT)
-        self.closed_by_peer = False
 
     def handshake(self):
         self.sock.sendall(self.ws.send(Request(host="127.0.0.1", target="/")))
@@ -279,7 +286,6 @@ class RawClient:
             self.ws.receive_data(data or None)
             yield from self.ws.events()
             if not data:
-                self.closed_by_peer = True
                 return
 
     def close_code(self):

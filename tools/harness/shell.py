@@ -1,7 +1,7 @@
 """The firmware's shell (hub, conn, server, link, cloud, peers) run in process
 on CPython: MicroPython's asyncio names, fake sockets fed by the test, a clock
 that moves only when the test moves it, and a fake ssl. Every firmware object
-the shell tests use is made here (make_hub, make_server, connect, session,
+the shell tests use is made here (make_parts, make_server, connect, session,
 make_link, make_cloud), so a change to the firmware's constructors is an edit
 in this module only.
 
@@ -54,6 +54,7 @@ import types
 from firmware.core import ws
 from firmware.core import ticks as _ticks
 from tools import devdata
+from tools.harness.wait import WAIT
 
 # The shell's modules: imported up front so that each is given the fakes.
 SHELL = ("firmware.seam.board", "firmware.seam.memory", "firmware.shell.wire",
@@ -68,7 +69,7 @@ from firmware.flash import config  # noqa: E402
 from firmware.shell import cloud, link, server, tls  # noqa: E402
 
 TICK_MS = server.TICK_MS  # how often the server's clock checks deadlines and pings
-WAIT_S = 5  # real seconds a test waits for something the firmware should do at once
+WAIT_S = WAIT  # real seconds a test waits for something the firmware should do at once
 _real_sleep = asyncio.sleep
 _real_ticks_ms = _ticks.ticks_ms
 
